@@ -1,0 +1,80 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.c
+ *	  The idempotency.* configuration parameters.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "idempotency.h"
+
+#include <limits.h>
+
+#include "utils/guc.h"
+
+/* Default wait for a key held by another transaction: none, IK409 at once. */
+int			ik_lock_timeout_ms = 0;
+
+/* Replay window and retention, both counted from the first claim. */
+int			ik_ttl_s = 24 * 60 * 60;
+int			ik_retain_s = 7 * 24 * 60 * 60;
+
+/* Key for HMAC-SHA256 fingerprints; empty means plain SHA-256. */
+char	   *ik_fingerprint_secret = NULL;
+
+/*
+ * Nobody reads the secret back, superusers included: GUC_SUPERUSER_ONLY
+ * alone still shows it to members of pg_read_all_settings, a role that
+ * monitoring users are commonly given.
+ */
+static const char *
+show_fingerprint_secret(void)
+{
+	if (ik_fingerprint_secret == NULL || ik_fingerprint_secret[0] == '\0')
+		return "";
+	return "********";
+}
+
+void
+ik_define_gucs(void)
+{
+	DefineCustomIntVariable("idempotency.lock_timeout",
+							"How long a claim waits for a key that another transaction holds.",
+							"Used when claim() is called with wait => NULL. Zero raises IK409 at once.",
+							&ik_lock_timeout_ms,
+							0, 0, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("idempotency.ttl",
+							"Replay window of a key, counted from its first claim.",
+							"Inside it a completed key replays its stored response.",
+							&ik_ttl_s,
+							24 * 60 * 60, 1, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("idempotency.retain",
+							"Retention of a key, counted from its first claim.",
+							"Between the replay window and retention a claim raises IK410; "
+							"after it the key is new. Must not be shorter than idempotency.ttl.",
+							&ik_retain_s,
+							7 * 24 * 60 * 60, 1, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("idempotency.fingerprint_secret",
+							   "Key of the HMAC-SHA256 request fingerprints.",
+							   "Empty means plain SHA-256. Set it in postgresql.conf with the "
+							   "library in shared_preload_libraries.",
+							   &ik_fingerprint_secret,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL |
+							   GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, show_fingerprint_secret);
+
+	MarkGUCPrefixReserved("idempotency");
+}

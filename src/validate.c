@@ -1,0 +1,151 @@
+/*-------------------------------------------------------------------------
+ *
+ * validate.c
+ *	  Argument checks shared by the SQL-callable functions.
+ *
+ * Every bad argument is an IK400 whose message names the argument, so that
+ * an API can turn it into a 400 reply without parsing text.  None of the
+ * functions is STRICT: a NULL must be an error, never a NULL result.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "idempotency.h"
+
+#include <limits.h>
+
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "utils/timestamp.h"
+
+void
+ik_check_argument_not_null(FunctionCallInfo fcinfo, int argno,
+						   const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_IK_INVALID_ARGUMENT),
+				 errmsg("argument \"%s\" must not be null", argname)));
+}
+
+/*
+ * Text of 1 to maxbytes bytes without control characters, since scopes,
+ * keys and paths end up in logs, support tools and HTTP headers.  In a
+ * UTF-8 database the C1 controls (U+0080 to U+009F) count too.
+ */
+text *
+ik_arg_text(FunctionCallInfo fcinfo, int argno, const char *argname,
+			int maxbytes)
+{
+	text	   *t;
+	const unsigned char *p;
+	int			len;
+	bool		utf8 = (GetDatabaseEncoding() == PG_UTF8);
+
+	ik_check_argument_not_null(fcinfo, argno, argname);
+	t = PG_GETARG_TEXT_PP(argno);
+	p = (const unsigned char *) VARDATA_ANY(t);
+	len = VARSIZE_ANY_EXHDR(t);
+
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_IK_INVALID_ARGUMENT),
+				 errmsg("argument \"%s\" must not be empty", argname)));
+	if (len > maxbytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_IK_INVALID_ARGUMENT),
+				 errmsg("argument \"%s\" is too long", argname),
+				 errdetail("It is %d bytes long; the limit is %d bytes.",
+						   len, maxbytes)));
+
+	for (int i = 0; i < len; i++)
+	{
+		bool		c1 = utf8 && p[i] == 0xC2 && i + 1 < len &&
+			p[i + 1] >= 0x80 && p[i + 1] <= 0x9F;
+
+		if (p[i] < 0x20 || p[i] == 0x7F || c1)
+			ereport(ERROR,
+					(errcode(ERRCODE_IK_INVALID_ARGUMENT),
+					 errmsg("argument \"%s\" contains a control character",
+							argname),
+					 errdetail("The character at byte offset %d is not allowed.",
+							   i)));
+	}
+	return t;
+}
+
+/* A scope or key. */
+text *
+ik_arg_name(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	return ik_arg_text(fcinfo, argno, argname, IK_MAX_NAME_BYTES);
+}
+
+/* A fingerprint made by the caller: 1 to 255 bytes. */
+bytea *
+ik_arg_fingerprint(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	bytea	   *b;
+	int			len;
+
+	ik_check_argument_not_null(fcinfo, argno, argname);
+	b = PG_GETARG_BYTEA_PP(argno);
+	len = VARSIZE_ANY_EXHDR(b);
+	if (len == 0 || len > IK_MAX_FINGERPRINT_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_IK_INVALID_ARGUMENT),
+				 errmsg("argument \"%s\" must be 1 to %d bytes long",
+						argname, IK_MAX_FINGERPRINT_BYTES),
+				 errdetail("It is %d bytes long.", len),
+				 errhint("Pass the result of idempotency.fingerprint().")));
+	return b;
+}
+
+/*
+ * A non-negative interval as whole milliseconds, at most INT_MAX so that
+ * it fits a lock timeout.  Months count as 30 days, as interval
+ * arithmetic does elsewhere in PostgreSQL.  *isnull reports SQL NULL,
+ * which callers give their own meaning.
+ */
+int64
+ik_arg_interval_ms(FunctionCallInfo fcinfo, int argno, const char *argname,
+				   bool *isnull)
+{
+	Interval   *iv;
+	__int128	usecs;
+
+	*isnull = PG_ARGISNULL(argno);
+	if (*isnull)
+		return 0;
+	iv = PG_GETARG_INTERVAL_P(argno);
+	usecs = (__int128) iv->time +
+		(__int128) iv->day * USECS_PER_DAY +
+		(__int128) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
+
+	if (usecs < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_IK_INVALID_ARGUMENT),
+				 errmsg("argument \"%s\" must not be negative", argname)));
+	if (usecs / 1000 > INT_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_IK_INVALID_ARGUMENT),
+				 errmsg("argument \"%s\" is too long", argname),
+				 errdetail("The limit is %d milliseconds.", INT_MAX)));
+	return (int64) (usecs / 1000);
+}
+
+/* An HTTP status code. */
+int32
+ik_arg_status(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	int32		status;
+
+	ik_check_argument_not_null(fcinfo, argno, argname);
+	status = PG_GETARG_INT32(argno);
+	if (status < 100 || status > 599)
+		ereport(ERROR,
+				(errcode(ERRCODE_IK_INVALID_ARGUMENT),
+				 errmsg("argument \"%s\" must be an HTTP status from 100 to 599",
+						argname),
+				 errdetail("It is %d.", status)));
+	return status;
+}

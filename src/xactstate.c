@@ -1,0 +1,171 @@
+/*-------------------------------------------------------------------------
+ *
+ * xactstate.c
+ *	  The claims the current transaction holds, and the commit guard.
+ *
+ * A 'new' claim is a promise to complete() or release() the key before
+ * the transaction ends.  The promise is kept in backend memory for the
+ * transaction's life; PRE_COMMIT and PRE_PREPARE refuse to end a
+ * transaction that broke it, so the charge the claim guarded rolls back
+ * with the error.  Subtransactions are followed so that a claim made, or
+ * closed, inside a savepoint that is rolled back is undone with it.
+ *
+ * A transaction claims one key, or a handful, so a list is the right
+ * structure.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "idempotency.h"
+
+#include "access/xact.h"
+#include "nodes/pg_list.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+/* Claims of the current transaction, in TopTransactionContext. */
+static List *claims = NIL;
+
+static bool
+same_text(text *a, text *b)
+{
+	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
+		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
+}
+
+/*
+ * The latest claim of (scope, key) in this transaction.  A key released
+ * and claimed again has two entries; the older, closed one stays so that
+ * rolling back the savepoint of the newer one leaves the right state.
+ */
+IkClaim *
+ik_claim_find(text *scope, text *key)
+{
+	IkClaim    *found = NULL;
+	ListCell   *lc;
+
+	foreach(lc, claims)
+	{
+		IkClaim    *claim = (IkClaim *) lfirst(lc);
+
+		if (same_text(claim->key, key) && same_text(claim->scope, scope))
+			found = claim;
+	}
+	return found;
+}
+
+/* Record a new open claim. */
+IkClaim *
+ik_claim_open(text *scope, text *key, bytea *fingerprint,
+			  TimestampTz created_at, int ttl_s, int retain_s, bool replace)
+{
+	MemoryContext oldcontext = MemoryContextSwitchTo(TopTransactionContext);
+	IkClaim    *claim = palloc0(sizeof(IkClaim));
+
+	claim->scope = DatumGetTextPCopy(PointerGetDatum(scope));
+	claim->key = DatumGetTextPCopy(PointerGetDatum(key));
+	claim->fingerprint = DatumGetByteaPCopy(PointerGetDatum(fingerprint));
+	claim->created_at = created_at;
+	claim->ttl_s = ttl_s;
+	claim->retain_s = retain_s;
+	claim->replace = replace;
+	claim->opened_subid = GetCurrentSubTransactionId();
+	claim->closed_subid = InvalidSubTransactionId;
+	claims = lappend(claims, claim);
+
+	MemoryContextSwitchTo(oldcontext);
+	return claim;
+}
+
+void
+ik_claim_close(IkClaim *claim)
+{
+	claim->closed_subid = GetCurrentSubTransactionId();
+}
+
+static void
+check_no_open_claim(const char *action)
+{
+	ListCell   *lc;
+
+	foreach(lc, claims)
+	{
+		IkClaim    *claim = (IkClaim *) lfirst(lc);
+
+		if (claim->closed_subid == InvalidSubTransactionId)
+			ereport(ERROR,
+					(errcode(ERRCODE_IK_PROTOCOL_VIOLATION),
+					 errmsg("cannot %s with idempotency key \"%s\" still claimed",
+							action, text_to_cstring(claim->key)),
+					 errdetail("Key \"%s\" in scope \"%s\" was claimed in this transaction but neither completed nor released.",
+							   text_to_cstring(claim->key),
+							   text_to_cstring(claim->scope)),
+					 errhint("Call idempotency.complete() or idempotency.release() before the transaction ends.")));
+	}
+}
+
+static void
+xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			check_no_open_claim("commit");
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			check_no_open_claim("prepare transaction");
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			/* the list lived in TopTransactionContext, gone now */
+			claims = NIL;
+			break;
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+			break;
+	}
+}
+
+static void
+subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+				 SubTransactionId parentSubid, void *arg)
+{
+	ListCell   *lc;
+
+	switch (event)
+	{
+		case SUBXACT_EVENT_ABORT_SUB:
+			foreach(lc, claims)
+			{
+				IkClaim    *claim = (IkClaim *) lfirst(lc);
+
+				if (claim->opened_subid == mySubid)
+					claims = foreach_delete_current(claims, lc);
+				else if (claim->closed_subid == mySubid)
+					claim->closed_subid = InvalidSubTransactionId;
+			}
+			break;
+		case SUBXACT_EVENT_COMMIT_SUB:
+			foreach(lc, claims)
+			{
+				IkClaim    *claim = (IkClaim *) lfirst(lc);
+
+				if (claim->opened_subid == mySubid)
+					claim->opened_subid = parentSubid;
+				if (claim->closed_subid == mySubid)
+					claim->closed_subid = parentSubid;
+			}
+			break;
+		case SUBXACT_EVENT_START_SUB:
+		case SUBXACT_EVENT_PRE_COMMIT_SUB:
+			break;
+	}
+}
+
+void
+ik_register_xact_callbacks(void)
+{
+	RegisterXactCallback(xact_callback, NULL);
+	RegisterSubXactCallback(subxact_callback, NULL);
+}
