@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages needed to build and test the extension.
+# Idempotent: installs only what is missing, and runs `apt-get update` only then.
+set -euo pipefail
+
+packages=(
+  build-essential          # gcc, make
+  postgresql-common        # pg_virtualenv, pg_createcluster
+  postgresql-15            # server, contrib modules (pgcrypto), isolation tester
+  postgresql-server-dev-15 # PGXS, pg_regress, pg_isolation_regress, TAP modules
+  libipc-run-perl          # needed by PostgreSQL::Test::* (TAP)
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$status" = installed ] || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup-debian: all packages present (${packages[*]})"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup-debian: missing packages: ${missing[*]}; run this script as root" >&2
+  exit 1
+fi
+
+echo "setup-debian: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"
