@@ -5,15 +5,17 @@
 
 -- One row per (scope, key) whose request completed.  A claim writes
 -- nothing until complete(): the per-key lock covers the request in flight.
--- Keyed by scope first, so that the table can be sharded by scope.
+-- Keyed by scope first, so that the table can be sharded by scope.  Scopes
+-- and keys are opaque identifiers, compared byte by byte (COLLATE "C").
+-- The functions validate every value and write the rows directly, not
+-- through the executor, so the table has no CHECK constraints to suggest
+-- otherwise; its columns are in the order src/store.c expects.
 CREATE TABLE idempotency.keys (
-	scope				text		NOT NULL,
-	key					text		NOT NULL,
+	scope				text		COLLATE "C" NOT NULL,
+	key					text		COLLATE "C" NOT NULL,
 	fingerprint			bytea		NOT NULL,
-	state				text		NOT NULL
-		CHECK (state IN ('in_progress', 'completed')),
-	response_status		integer
-		CHECK (response_status BETWEEN 100 AND 599),
+	state				text		NOT NULL,	-- 'completed' or 'in_progress'
+	response_status		integer,
 	response_headers	jsonb,
 	response_body		jsonb,
 	recovery_point		text,

@@ -33,6 +33,16 @@ SELECT outcome FROM idempotency.claim('hostile', 'k-a', '\x02');
 -- Each key replays its own response.
 SELECT outcome, response_body FROM idempotency.claim('hostile', 'k-a', '\x01');
 SELECT outcome, response_body FROM idempotency.claim('hostile', 'k-b', '\x01');
+-- A key past retention is overwritten through SQL: only that key.
+UPDATE idempotency.keys SET expires_at = now() - interval '2 seconds',
+                            retain_until = now() - interval '1 second'
+ WHERE scope OPERATOR(pg_catalog.=) 'hostile' AND key OPERATOR(pg_catalog.=) 'k-a';
+BEGIN;
+SELECT outcome FROM idempotency.claim('hostile', 'k-a', '\x03');
+SELECT idempotency.complete('hostile', 'k-a', 201, '{"id": "a2"}');
+COMMIT;
+SELECT outcome, response_body FROM idempotency.claim('hostile', 'k-a', '\x03');
+SELECT outcome, response_body FROM idempotency.claim('hostile', 'k-b', '\x01');
 -- The decoys were never touched; the real table has both keys.
 SELECT (SELECT count(*) FROM public.keys) + (SELECT count(*) FROM pg_temp.keys) AS decoy_rows;
 SELECT key, response_body FROM idempotency.keys WHERE scope OPERATOR(pg_catalog.=) 'hostile'

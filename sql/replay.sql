@@ -93,6 +93,15 @@ SELECT idempotency.complete('merchant_44', 'k', 200, '{"ok": true}');
 SELECT outcome, response_body FROM idempotency.claim('merchant_44', 'k', '\x03');
 COMMIT;
 
+-- A large response is stored out of line (TOAST) and replays intact.
+BEGIN;
+SELECT outcome FROM idempotency.claim('merchant_44', 'big', '\x04');
+SELECT idempotency.complete('merchant_44', 'big', 200,
+       jsonb_build_object('blob', repeat('x', 2000000), 'n', 1));
+COMMIT;
+SELECT outcome, length(response_body->>'blob') AS blob_length, response_body->'n' AS n
+  FROM idempotency.claim('merchant_44', 'big', '\x04');
+
 -- One row per completed key, nothing for released or replayed ones.
 SELECT scope, key, state, response_status FROM idempotency.keys
  ORDER BY scope, key;

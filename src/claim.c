@@ -25,7 +25,6 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
-#include "executor/spi.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -141,7 +140,7 @@ claim_result(FunctionCallInfo fcinfo, ClaimOutcome outcome, const IkRow *row,
 }
 
 /*
- * The claim proper, inside SPI.  Returns CLAIM_REPLAY with the row to
+ * The claim proper.  Returns CLAIM_REPLAY with the row to
  * replay, or CLAIM_NEW holding the key's lock; then row->found says
  * whether a row past retention must be overwritten.
  */
@@ -216,9 +215,7 @@ idempotency_claim(PG_FUNCTION_ARGS)
 	if (mine != NULL && mine->closed_subid == InvalidSubTransactionId)
 		raise_in_progress(scope, key, 0);
 
-	SPI_connect();
 	outcome = decide(scope, key, fingerprint, wait_ms, now, &row);
-	SPI_finish();
 
 	if (outcome == CLAIM_REPLAY)
 		PG_RETURN_DATUM(claim_result(fcinfo, CLAIM_REPLAY, &row,
@@ -283,14 +280,12 @@ idempotency_complete(PG_FUNCTION_ARGS)
 		PG_RETURN_TEXT_P(cstring_to_text("released"));
 	}
 
-	SPI_connect();
 	ik_store_save(scope, key, claim->fingerprint, claim->created_at,
 				  TimestampTzPlusMilliseconds(claim->created_at,
 											  (int64) claim->ttl_s * 1000),
 				  TimestampTzPlusMilliseconds(claim->created_at,
 											  (int64) claim->retain_s * 1000),
 				  claim->replace, &response);
-	SPI_finish();
 	ik_claim_close(claim);
 	PG_RETURN_TEXT_P(cstring_to_text("stored"));
 }
