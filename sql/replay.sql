@@ -104,6 +104,6 @@ SELECT outcome, length(response_body->>'blob') AS blob_length, response_body->'n
 
 -- One row per completed key, nothing for released or replayed ones.
 SELECT scope, key, state, response_status FROM idempotency.keys
- ORDER BY scope, key;
+ WHERE scope LIKE 'merchant%' ORDER BY scope, key;
 
 DROP TABLE charges;
