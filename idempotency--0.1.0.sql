@@ -3,7 +3,8 @@
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "CREATE EXTENSION idempotency" to load this file. \quit
 
--- One row per (scope, key) whose request completed.  A claim writes
+-- One row per (scope, key) whose request completed, or whose durable claim
+-- (claim with a lease) is in progress.  A claim without a lease writes
 -- nothing until complete(): the per-key lock covers the request in flight.
 -- Keyed by scope first, so that the table can be sharded by scope.  Scopes
 -- and keys are opaque identifiers, compared byte by byte (COLLATE "C").
@@ -20,6 +21,7 @@ CREATE TABLE idempotency.keys (
 	response_body		jsonb,
 	recovery_point		text,
 	lease_token			uuid,
+	lease_duration		interval,
 	lease_expires_at	timestamptz,
 	created_at			timestamptz	NOT NULL,
 	expires_at			timestamptz	NOT NULL,
@@ -69,6 +71,15 @@ CREATE FUNCTION idempotency.release(
 	lease_token uuid DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'idempotency_release'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER;
+
+CREATE FUNCTION idempotency.checkpoint(
+	scope text,
+	key text,
+	recovery_point text,
+	lease_token uuid)
+RETURNS void
+AS 'MODULE_PATHNAME', 'idempotency_checkpoint'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER;
 
 -- STABLE, not IMMUTABLE: the result depends on idempotency.fingerprint_secret.

@@ -37,6 +37,7 @@ GRANT EXECUTE ON FUNCTION
     idempotency.claim(text, text, bytea, interval, interval),
     idempotency.complete(text, text, integer, jsonb, jsonb, uuid),
     idempotency.release(text, text, uuid),
+    idempotency.checkpoint(text, text, text, uuid),
     idempotency.fingerprint(text, text, jsonb),
     idempotency.fingerprint(text, text, text),
     idempotency.fingerprint(bytea)
@@ -56,6 +57,10 @@ BEGIN;
 SELECT outcome FROM idempotency.claim('sec', 'k2', idempotency.fingerprint('\x00'::bytea));
 SELECT idempotency.release('sec', 'k2');
 COMMIT;
+-- ... durable claims included.
+SELECT lease_token AS token FROM idempotency.claim('sec', 'k4', '\x01', lease => '1 minute') \gset
+SELECT idempotency.checkpoint('sec', 'k4', 'authorized', :'token');
+SELECT idempotency.complete('sec', 'k4', 201, '{"id": "ch_4"}', lease_token => :'token');
 -- ... but cannot read or write the table behind the functions' back.
 SELECT count(*) FROM idempotency.keys;
 INSERT INTO idempotency.keys (scope, key, fingerprint, state, created_at, expires_at, retain_until)
@@ -78,6 +83,7 @@ SET ROLE idem_nobody;
 SELECT outcome FROM idempotency.claim('sec', 'k3', '\x01');
 SELECT idempotency.complete('sec', 'k3', 200);
 SELECT idempotency.release('sec', 'k3');
+SELECT idempotency.checkpoint('sec', 'k4', 'x', gen_random_uuid());
 SELECT idempotency.fingerprint('POST', '/p', '{}'::jsonb);
 SELECT count(*) FROM idempotency.keys;
 RESET ROLE;

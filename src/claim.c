@@ -8,9 +8,11 @@
  * past the window it is a tombstone (IK410) until its retention ends.
  * Only a key with no live row takes the per-key lock (keylock.c) and reads
  * again, because the holder it may have waited for can have committed a
- * row in between.  If the row is still absent the claim is 'new': nothing
- * is written yet, complete() writes the one row, and the lock keeps
- * duplicates out until the transaction ends.
+ * row in between.  If the row is still absent the claim is 'new': without
+ * a lease nothing is written yet, complete() writes the one row, and the
+ * lock keeps duplicates out until the transaction ends.  With a lease the
+ * claim writes a row in progress at once (lease.c has the rest of durable
+ * claims); a lapsed lease is resumed by the next claim.
  *
  * Under REPEATABLE READ and SERIALIZABLE the second read cannot see a row
  * committed after the transaction's snapshot, so it is made with a fresh
@@ -26,6 +28,9 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -36,13 +41,39 @@ PG_FUNCTION_INFO_V1(idempotency_release);
 /* Columns of claim()'s result row. */
 #define CLAIM_NATTS 7
 
+/* Longest sleep between two looks at a durable claim a caller waits for. */
+#define LEASE_POLL_MAX_MS 100
+
 typedef enum ClaimOutcome
 {
 	CLAIM_NEW,
-	CLAIM_REPLAY
+	CLAIM_REPLAY,
+	CLAIM_RESUME
 } ClaimOutcome;
 
-static const char *const outcome_names[] = {"new", "replay"};
+static const char *const outcome_names[] = {"new", "replay", "resume"};
+
+/* What an existing row means to a claim. */
+typedef enum RowVerdict
+{
+	ROW_GONE,					/* past retention: the key is new again */
+	ROW_REPLAY,					/* completed, inside the replay window */
+	ROW_HELD,					/* a durable claim with a live lease */
+	ROW_LAPSED					/* a durable claim whose lease lapsed */
+} RowVerdict;
+
+/* What one claim call asked for. */
+typedef struct ClaimRequest
+{
+	text	   *scope;
+	text	   *key;
+	bytea	   *fingerprint;
+	uint64		keyhash;
+	bool		durable;
+	int64		lease_ms;		/* when durable */
+	int			wait_ms;
+	TimestampTz now;			/* transaction start: the key's clock */
+} ClaimRequest;
 
 static bool
 same_bytes(bytea *a, bytea *b)
@@ -59,56 +90,164 @@ time_str(TimestampTz t)
 }
 
 /*
- * What a claim makes of an existing row: a replay, or an error.  Returns
- * false when the row is past retention and the key is new again.
+ * What a claim makes of an existing row, raising IK422 for another
+ * request and IK410 for a tombstone.  Leases run on the wall clock, since
+ * a worker's lease must lapse however long the claiming transaction is.
  */
-static bool
-judge_row(const IkRow *row, text *scope, text *key, bytea *fingerprint,
-		  TimestampTz now)
+static RowVerdict
+judge_row(const IkRow *row, const ClaimRequest *req)
 {
-	if (now >= row->retain_until)
-		return false;
+	if (req->now >= row->retain_until)
+		return ROW_GONE;
 
-	if (!same_bytes(row->fingerprint, fingerprint))
+	if (!same_bytes(row->fingerprint, req->fingerprint))
 		ereport(ERROR,
 				(errcode(ERRCODE_IK_FINGERPRINT_MISMATCH),
 				 errmsg("idempotency key \"%s\" was used with a different request",
-						text_to_cstring(key)),
+						text_to_cstring(req->key)),
 				 errdetail("Key \"%s\" in scope \"%s\" was first used at %s for a request with another fingerprint.",
-						   text_to_cstring(key), text_to_cstring(scope),
+						   text_to_cstring(req->key), text_to_cstring(req->scope),
 						   time_str(row->created_at)),
 				 errhint("Use a new idempotency key for a different request.")));
 
-	if (now >= row->expires_at)
+	if (!row->completed)
+		return GetCurrentTimestamp() < row->lease_expires_at ? ROW_HELD : ROW_LAPSED;
+
+	if (req->now >= row->expires_at)
 		ereport(ERROR,
 				(errcode(ERRCODE_IK_EXPIRED),
 				 errmsg("idempotency key \"%s\" has expired",
-						text_to_cstring(key)),
+						text_to_cstring(req->key)),
 				 errdetail("Key \"%s\" in scope \"%s\" was first used at %s; its replay window ended at %s and it is retained until %s.",
-						   text_to_cstring(key), text_to_cstring(scope),
+						   text_to_cstring(req->key), text_to_cstring(req->scope),
 						   time_str(row->created_at),
 						   time_str(row->expires_at),
 						   time_str(row->retain_until)),
 				 errhint("A retry this late is not replayed; send the request with a new idempotency key if it is meant as a new one.")));
 
-	return true;
+	return ROW_REPLAY;
 }
 
 static void
-raise_in_progress(text *scope, text *key, int wait_ms)
+raise_in_progress(const ClaimRequest *req, const char *holder)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_IK_IN_PROGRESS),
 			 errmsg("idempotency key \"%s\" is in use by a request in progress",
-					text_to_cstring(key)),
-			 errdetail("Another transaction holds key \"%s\" in scope \"%s\"; waited %d ms.",
-					   text_to_cstring(key), text_to_cstring(scope), wait_ms),
+					text_to_cstring(req->key)),
+			 errdetail("%s holds key \"%s\" in scope \"%s\"; waited %d ms.",
+					   holder, text_to_cstring(req->key),
+					   text_to_cstring(req->scope), req->wait_ms),
 			 errhint("Retry once the first request has finished, or claim with a wait interval.")));
+}
+
+static void
+raise_serialization_failure(const ClaimRequest *req)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not serialize access due to a concurrent claim of idempotency key \"%s\"",
+					text_to_cstring(req->key)),
+			 errdetail("Another transaction changed key \"%s\" in scope \"%s\" after this transaction's snapshot was taken.",
+					   text_to_cstring(req->key), text_to_cstring(req->scope)),
+			 errhint("Retry the transaction; the retry replays the other request's response.")));
+}
+
+/*
+ * Sleep before looking again at a key held by a durable claim, whose
+ * holder has no transaction to wait on.  Returns false once the deadline
+ * has passed.
+ */
+static bool
+sleep_before_next_look(TimestampTz deadline, int *nap_ms)
+{
+	long		left_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+														  deadline);
+
+	if (left_ms <= 0)
+		return false;
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 Min(left_ms, *nap_ms), PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	*nap_ms = Min(*nap_ms * 2, LEASE_POLL_MAX_MS);
+	return true;
+}
+
+/*
+ * The claim proper.  Returns CLAIM_REPLAY with the row to replay, or
+ * CLAIM_NEW or CLAIM_RESUME holding the key's lock; for CLAIM_NEW,
+ * row->found says whether a row past retention must be overwritten.
+ */
+static ClaimOutcome
+decide(const ClaimRequest *req, IkRow *row)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   req->wait_ms);
+	int			nap_ms = 1;
+	IkRow		seen;
+	RowVerdict	verdict;
+
+	for (;;)
+	{
+		ik_store_lookup(req->scope, req->key, false, &seen);
+		verdict = seen.found ? judge_row(&seen, req) : ROW_GONE;
+		if (verdict == ROW_REPLAY)
+		{
+			*row = seen;
+			return CLAIM_REPLAY;
+		}
+
+		if (verdict != ROW_HELD)
+		{
+			int			wait_left = (int) Max(0, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline));
+
+			if (!ik_lock_key(req->keyhash, wait_left))
+				raise_in_progress(req, "Another transaction");
+
+			ik_store_lookup(req->scope, req->key, IsolationUsesXactSnapshot(), row);
+			if (row->found && IsolationUsesXactSnapshot() &&
+				(!seen.found || row->xmin != seen.xmin))
+				raise_serialization_failure(req);
+
+			verdict = row->found ? judge_row(row, req) : ROW_GONE;
+			switch (verdict)
+			{
+				case ROW_GONE:
+					return CLAIM_NEW;
+				case ROW_REPLAY:
+					return CLAIM_REPLAY;
+				case ROW_LAPSED:
+					return CLAIM_RESUME;
+				case ROW_HELD:
+					/* a durable claim committed while we waited for it */
+					break;
+			}
+		}
+
+		/*
+		 * A live lease: look again until it ends.  If we hold the key's lock
+		 * by now, we keep it, so that other duplicates queue behind us; the
+		 * lease's holder does not need it.  Under REPEATABLE READ the
+		 * transaction's snapshot will not show the end, and a fresh one that
+		 * does means the claim raced the holder.
+		 */
+		do
+		{
+			if (!sleep_before_next_look(deadline, &nap_ms))
+				raise_in_progress(req, "A durable claim with a live lease");
+			if (!IsolationUsesXactSnapshot())
+				break;
+			ik_store_lookup(req->scope, req->key, true, row);
+			if (!row->found || row->xmin != seen.xmin)
+				raise_serialization_failure(req);
+		} while (judge_row(row, req) == ROW_HELD);
+	}
 }
 
 static Datum
 claim_result(FunctionCallInfo fcinfo, ClaimOutcome outcome, const IkRow *row,
-			 TimestampTz first_seen)
+			 TimestampTz first_seen, const pg_uuid_t *token)
 {
 	TupleDesc	tupdesc;
 	Datum		values[CLAIM_NATTS];
@@ -123,57 +262,53 @@ claim_result(FunctionCallInfo fcinfo, ClaimOutcome outcome, const IkRow *row,
 	nulls[0] = false;
 	if (outcome == CLAIM_REPLAY)
 	{
-		values[1] = Int32GetDatum(row->response_status);
+		values[1] = Int32GetDatum(row->response.status);
 		nulls[1] = row->status_isnull;
-		values[2] = PointerGetDatum(row->response_headers);
-		nulls[2] = (row->response_headers == NULL);
-		values[3] = PointerGetDatum(row->response_body);
-		nulls[3] = (row->response_body == NULL);
+		values[2] = PointerGetDatum(row->response.headers);
+		nulls[2] = (row->response.headers == NULL);
+		values[3] = PointerGetDatum(row->response.body);
+		nulls[3] = (row->response.body == NULL);
+	}
+	if (outcome != CLAIM_NEW && row->recovery_point != NULL)
+	{
 		values[4] = PointerGetDatum(row->recovery_point);
-		nulls[4] = (row->recovery_point == NULL);
+		nulls[4] = false;
 	}
 	values[5] = TimestampTzGetDatum(first_seen);
 	nulls[5] = false;
-	/* column 6, lease_token, is set by durable claims only */
+	if (token != NULL)
+	{
+		values[6] = UUIDPGetDatum(token);
+		nulls[6] = false;
+	}
 
 	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
 }
 
-/*
- * The claim proper.  Returns CLAIM_REPLAY with the row to
- * replay, or CLAIM_NEW holding the key's lock; then row->found says
- * whether a row past retention must be overwritten.
- */
-static ClaimOutcome
-decide(text *scope, text *key, bytea *fingerprint, int wait_ms,
-	   TimestampTz now, IkRow *row)
+/* Write the row of a new durable claim, and return its token. */
+static pg_uuid_t *
+start_durable_claim(const ClaimRequest *req, bool replace)
 {
-	IkRow		seen;
+	IkWrite		w;
+	pg_uuid_t  *token = palloc(sizeof(pg_uuid_t));
 
-	ik_store_lookup(scope, key, false, &seen);
-	if (seen.found && judge_row(&seen, scope, key, fingerprint, now))
-	{
-		*row = seen;
-		return CLAIM_REPLAY;
-	}
-
-	if (!ik_lock_key(ik_key_hash(scope, key), wait_ms))
-		raise_in_progress(scope, key, wait_ms);
-
-	ik_store_lookup(scope, key, IsolationUsesXactSnapshot(), row);
-	if (row->found && IsolationUsesXactSnapshot() &&
-		(!seen.found || row->xmin != seen.xmin))
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("could not serialize access due to a concurrent claim of idempotency key \"%s\"",
-						text_to_cstring(key)),
-				 errdetail("Another transaction claimed key \"%s\" in scope \"%s\" after this transaction's snapshot was taken.",
-						   text_to_cstring(key), text_to_cstring(scope)),
-				 errhint("Retry the transaction; the retry replays the other request's response.")));
-
-	if (row->found && judge_row(row, scope, key, fingerprint, now))
-		return CLAIM_REPLAY;
-	return CLAIM_NEW;
+	memset(&w, 0, sizeof(w));
+	w.scope = req->scope;
+	w.key = req->key;
+	w.fingerprint = req->fingerprint;
+	w.completed = false;
+	ik_new_lease_token(&w.lease_token);
+	w.lease_ms = req->lease_ms;
+	w.lease_expires_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 req->lease_ms);
+	w.created_at = req->now;
+	w.expires_at = TimestampTzPlusMilliseconds(req->now,
+											   (int64) ik_ttl_s * 1000);
+	w.retain_until = TimestampTzPlusMilliseconds(req->now,
+												 (int64) ik_retain_s * 1000);
+	ik_store_write(&w, replace);
+	*token = w.lease_token;
+	return token;
 }
 
 /*
@@ -183,25 +318,27 @@ decide(text *scope, text *key, bytea *fingerprint, int wait_ms,
 Datum
 idempotency_claim(PG_FUNCTION_ARGS)
 {
-	text	   *scope = ik_arg_name(fcinfo, 0, "scope");
-	text	   *key = ik_arg_name(fcinfo, 1, "key");
-	bytea	   *fingerprint = ik_arg_fingerprint(fcinfo, 2, "fingerprint");
+	ClaimRequest req;
 	bool		no_lease;
 	bool		wait_isnull;
-	int			wait_ms;
-	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	IkClaim    *mine;
 	IkRow		row;
-	ClaimOutcome outcome;
+	pg_uuid_t  *token;
 
-	(void) ik_arg_interval_ms(fcinfo, 3, "lease", &no_lease);
-	if (!no_lease)
+	req.scope = ik_arg_name(fcinfo, 0, "scope");
+	req.key = ik_arg_name(fcinfo, 1, "key");
+	req.fingerprint = ik_arg_fingerprint(fcinfo, 2, "fingerprint");
+	req.keyhash = ik_key_hash(req.scope, req.key);
+	req.lease_ms = ik_arg_interval_ms(fcinfo, 3, "lease", &no_lease);
+	req.durable = !no_lease;
+	if (req.durable && req.lease_ms <= 0)
 		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("durable claims with a lease are not supported by this version")));
-	wait_ms = (int) ik_arg_interval_ms(fcinfo, 4, "wait", &wait_isnull);
+				(errcode(ERRCODE_IK_INVALID_ARGUMENT),
+				 errmsg("argument \"lease\" must be positive")));
+	req.wait_ms = (int) ik_arg_interval_ms(fcinfo, 4, "wait", &wait_isnull);
 	if (wait_isnull)
-		wait_ms = ik_lock_timeout_ms;
+		req.wait_ms = ik_lock_timeout_ms;
+	req.now = GetCurrentTransactionStartTimestamp();
 
 	if (ik_retain_s < ik_ttl_s)
 		ereport(ERROR,
@@ -211,19 +348,40 @@ idempotency_claim(PG_FUNCTION_ARGS)
 						   ik_retain_s, ik_ttl_s)));
 
 	/* This transaction's own open claim: a duplicate of itself. */
-	mine = ik_claim_find(scope, key);
+	mine = ik_claim_find(req.scope, req.key);
 	if (mine != NULL && mine->closed_subid == InvalidSubTransactionId)
-		raise_in_progress(scope, key, 0);
+		raise_in_progress(&req, "This transaction");
 
-	outcome = decide(scope, key, fingerprint, wait_ms, now, &row);
+	switch (decide(&req, &row))
+	{
+		case CLAIM_REPLAY:
+			PG_RETURN_DATUM(claim_result(fcinfo, CLAIM_REPLAY, &row,
+										 row.created_at, NULL));
 
-	if (outcome == CLAIM_REPLAY)
-		PG_RETURN_DATUM(claim_result(fcinfo, CLAIM_REPLAY, &row,
-									 row.created_at));
+		case CLAIM_RESUME:
+			token = palloc(sizeof(pg_uuid_t));
+			ik_new_lease_token(token);
+			if (!req.durable)
+				req.lease_ms = row.lease_ms;
+			if (!ik_store_resume(req.scope, req.key, &row.lease_token, token,
+								 req.lease_ms,
+								 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															 req.lease_ms)))
+				raise_in_progress(&req, "The durable claim's holder");
+			PG_RETURN_DATUM(claim_result(fcinfo, CLAIM_RESUME, &row,
+										 row.created_at, token));
 
-	ik_claim_open(scope, key, fingerprint, now, ik_ttl_s, ik_retain_s,
-				  row.found);
-	PG_RETURN_DATUM(claim_result(fcinfo, CLAIM_NEW, NULL, now));
+		case CLAIM_NEW:
+			if (row.found && !row.completed)
+				ik_report_abandoned(req.scope, req.key, row.recovery_point);
+			if (req.durable)
+				PG_RETURN_DATUM(claim_result(fcinfo, CLAIM_NEW, NULL, req.now,
+											 start_durable_claim(&req, row.found)));
+			ik_claim_open(req.scope, req.key, req.fingerprint, req.now,
+						  ik_ttl_s, ik_retain_s, row.found);
+			PG_RETURN_DATUM(claim_result(fcinfo, CLAIM_NEW, NULL, req.now, NULL));
+	}
+	pg_unreachable();
 }
 
 /* The open claim of (scope, key) in this transaction, or IK428. */
@@ -239,7 +397,8 @@ open_claim_or_error(text *scope, text *key, const char *funcname)
 						text_to_cstring(key)),
 				 errdetail("%s() needs an open claim of key \"%s\" in scope \"%s\" from idempotency.claim() in the same transaction.",
 						   funcname, text_to_cstring(key),
-						   text_to_cstring(scope))));
+						   text_to_cstring(scope)),
+				 errhint("A durable claim, made with a lease, is closed with its lease_token.")));
 	return claim;
 }
 
@@ -259,6 +418,8 @@ idempotency_complete(PG_FUNCTION_ARGS)
 	text	   *key = ik_arg_name(fcinfo, 1, "key");
 	IkResponse	response;
 	IkClaim    *claim;
+	IkWrite		w;
+	bool		transient;
 
 	response.status = ik_arg_status(fcinfo, 2, "response_status");
 	response.body = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
@@ -267,27 +428,37 @@ idempotency_complete(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_IK_INVALID_ARGUMENT),
 				 errmsg("argument \"response_headers\" must be a JSON object")));
+	transient = (response.status >= 500);
+
 	if (!PG_ARGISNULL(5))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("durable claims with a lease are not supported by this version")));
-
-	claim = open_claim_or_error(scope, key, "complete");
-
-	if (response.status >= 500)
 	{
-		ik_claim_close(claim);
-		PG_RETURN_TEXT_P(cstring_to_text("released"));
+		pg_uuid_t  *token = PG_GETARG_UUID_P(5);
+
+		if (transient)
+			ik_lease_release(scope, key, token);
+		else
+			ik_lease_complete(scope, key, token, &response);
+		PG_RETURN_TEXT_P(cstring_to_text(transient ? "released" : "stored"));
 	}
 
-	ik_store_save(scope, key, claim->fingerprint, claim->created_at,
-				  TimestampTzPlusMilliseconds(claim->created_at,
-											  (int64) claim->ttl_s * 1000),
-				  TimestampTzPlusMilliseconds(claim->created_at,
-											  (int64) claim->retain_s * 1000),
-				  claim->replace, &response);
+	claim = open_claim_or_error(scope, key, "complete");
+	if (!transient)
+	{
+		memset(&w, 0, sizeof(w));
+		w.scope = scope;
+		w.key = key;
+		w.fingerprint = claim->fingerprint;
+		w.completed = true;
+		w.response = response;
+		w.created_at = claim->created_at;
+		w.expires_at = TimestampTzPlusMilliseconds(claim->created_at,
+												   (int64) claim->ttl_s * 1000);
+		w.retain_until = TimestampTzPlusMilliseconds(claim->created_at,
+													 (int64) claim->retain_s * 1000);
+		ik_store_write(&w, claim->replace);
+	}
 	ik_claim_close(claim);
-	PG_RETURN_TEXT_P(cstring_to_text("stored"));
+	PG_RETURN_TEXT_P(cstring_to_text(transient ? "released" : "stored"));
 }
 
 /* release(scope text, key text, lease_token uuid DEFAULT NULL) */
@@ -298,10 +469,8 @@ idempotency_release(PG_FUNCTION_ARGS)
 	text	   *key = ik_arg_name(fcinfo, 1, "key");
 
 	if (!PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("durable claims with a lease are not supported by this version")));
-
-	ik_claim_close(open_claim_or_error(scope, key, "release"));
+		ik_lease_release(scope, key, PG_GETARG_UUID_P(2));
+	else
+		ik_claim_close(open_claim_or_error(scope, key, "release"));
 	PG_RETURN_VOID();
 }

@@ -14,6 +14,7 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "utils/timestamp.h"
 #include "fmgr.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
@@ -37,6 +38,7 @@
 #define IK_MAX_NAME_BYTES	255
 #define IK_MAX_FINGERPRINT_BYTES 255
 #define IK_MAX_PATH_BYTES	8192
+#define IK_MAX_RECOVERY_POINT_BYTES 1024
 
 /* guc.c */
 extern int	ik_lock_timeout_ms;
@@ -52,8 +54,11 @@ extern text *ik_arg_name(FunctionCallInfo fcinfo, int argno,
 						 const char *argname);
 extern bytea *ik_arg_fingerprint(FunctionCallInfo fcinfo, int argno,
 								 const char *argname);
+extern int64 ik_interval_ms(const Interval *iv);
 extern int64 ik_arg_interval_ms(FunctionCallInfo fcinfo, int argno,
 								const char *argname, bool *isnull);
+extern pg_uuid_t *ik_arg_token(FunctionCallInfo fcinfo, int argno,
+							   const char *argname);
 extern int32 ik_arg_status(FunctionCallInfo fcinfo, int argno,
 						   const char *argname);
 extern void ik_check_argument_not_null(FunctionCallInfo fcinfo, int argno,
@@ -63,23 +68,7 @@ extern void ik_check_argument_not_null(FunctionCallInfo fcinfo, int argno,
 extern uint64 ik_key_hash(text *scope, text *key);
 extern bool ik_lock_key(uint64 keyhash, int wait_ms);
 
-/* store.c: rows of idempotency.keys, through saved SPI plans */
-typedef struct IkRow
-{
-	bool		found;
-	TransactionId xmin;			/* row version, to spot concurrent writers */
-	bytea	   *fingerprint;
-	bool		completed;		/* else a durable claim in progress */
-	bool		status_isnull;
-	int32		response_status;
-	Jsonb	   *response_headers;	/* NULL when SQL NULL */
-	Jsonb	   *response_body;
-	text	   *recovery_point;
-	TimestampTz created_at;
-	TimestampTz expires_at;
-	TimestampTz retain_until;
-} IkRow;
-
+/* store.c: rows of idempotency.keys */
 typedef struct IkResponse
 {
 	int32		status;
@@ -87,11 +76,56 @@ typedef struct IkResponse
 	Jsonb	   *body;
 } IkResponse;
 
+typedef struct IkRow
+{
+	bool		found;
+	TransactionId xmin;			/* row version, to spot concurrent writers */
+	bytea	   *fingerprint;
+	bool		completed;		/* else a durable claim in progress */
+	bool		status_isnull;
+	IkResponse	response;		/* when completed */
+	text	   *recovery_point; /* NULL when SQL NULL */
+	pg_uuid_t	lease_token;	/* the rest: durable claims in progress */
+	int64		lease_ms;
+	TimestampTz lease_expires_at;
+	TimestampTz created_at;
+	TimestampTz expires_at;
+	TimestampTz retain_until;
+} IkRow;
+
+/* A row to write: a completed response, or a durable claim in progress. */
+typedef struct IkWrite
+{
+	text	   *scope;
+	text	   *key;
+	bytea	   *fingerprint;
+	bool		completed;
+	IkResponse	response;		/* when completed */
+	pg_uuid_t	lease_token;	/* when in progress */
+	int64		lease_ms;
+	TimestampTz lease_expires_at;
+	TimestampTz created_at;
+	TimestampTz expires_at;
+	TimestampTz retain_until;
+} IkWrite;
+
 extern void ik_store_lookup(text *scope, text *key, bool latest, IkRow *row);
-extern void ik_store_save(text *scope, text *key, bytea *fingerprint,
-						  TimestampTz created_at, TimestampTz expires_at,
-						  TimestampTz retain_until, bool replace,
-						  const IkResponse *response);
+extern void ik_store_write(const IkWrite *row, bool replace);
+extern bool ik_store_resume(text *scope, text *key, const pg_uuid_t *old_token,
+							const pg_uuid_t *new_token, int64 lease_ms,
+							TimestampTz lease_expires_at);
+extern bool ik_store_checkpoint(text *scope, text *key, const pg_uuid_t *token,
+								text *recovery_point, TimestampTz now);
+extern bool ik_store_finish(text *scope, text *key, const pg_uuid_t *token,
+							const IkResponse *response);
+extern bool ik_store_forget(text *scope, text *key, const pg_uuid_t *token);
+
+/* lease.c: durable claims */
+extern void ik_new_lease_token(pg_uuid_t *token);
+extern void ik_lease_complete(text *scope, text *key, pg_uuid_t *token,
+							  const IkResponse *response);
+extern void ik_lease_release(text *scope, text *key, pg_uuid_t *token);
+extern void ik_report_abandoned(text *scope, text *key, text *recovery_point);
 
 /* xactstate.c: the claims this transaction holds open */
 typedef struct IkClaim

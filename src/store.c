@@ -11,9 +11,13 @@
  * CHECK constraints: the table is the extension's own, written only by
  * these functions, which validate every value first (validate.c).
  *
- * The rare overwrite of a row past retention goes through SPI, which deals
- * with a concurrent reaper for us.  Its query schema-qualifies every name
- * and operator, so no search_path of a caller can redirect it.
+ * Updates and deletes go through SPI: the rare overwrite of a row past
+ * retention, and the steps of durable claims, whose flows wait on a
+ * payment processor anyway.  SPI's row locking and re-checks after a
+ * concurrent update are what make a lease token a fence: each statement
+ * names the token it expects, so of two writers with different tokens at
+ * most one finds the row.  The queries schema-qualify every name and
+ * operator, so no search_path of a caller can redirect them.
  *
  *-------------------------------------------------------------------------
  */
@@ -47,22 +51,13 @@ enum
 	Anum_keys_response_body,
 	Anum_keys_recovery_point,
 	Anum_keys_lease_token,
+	Anum_keys_lease_duration,
 	Anum_keys_lease_expires_at,
 	Anum_keys_created_at,
 	Anum_keys_expires_at,
 	Anum_keys_retain_until,
 	Natts_keys = Anum_keys_retain_until
 };
-
-static SPIPlanPtr replace_plan = NULL;
-
-static const char *const replace_sql =
-"UPDATE idempotency.keys "
-"   SET fingerprint = $3, state = 'completed', response_status = $4, "
-"       response_headers = $5, response_body = $6, recovery_point = NULL, "
-"       lease_token = NULL, lease_expires_at = NULL, "
-"       created_at = $7, expires_at = $8, retain_until = $9 "
-" WHERE scope OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2";
 
 /*
  * Open idempotency.keys by name, so that a dropped and re-created
@@ -144,11 +139,24 @@ ik_store_lookup(text *scope, text *key, bool latest, IkRow *row)
 		row->completed = (strcmp(TextDatumGetCString(slot_getattr(slot, Anum_keys_state,
 																	&isnull)),
 								 "completed") == 0);
-		row->response_status = DatumGetInt32(slot_getattr(slot, Anum_keys_response_status,
+		row->response.status = DatumGetInt32(slot_getattr(slot, Anum_keys_response_status,
 														  &row->status_isnull));
-		row->response_headers = (Jsonb *) copy_varlena(slot, Anum_keys_response_headers);
-		row->response_body = (Jsonb *) copy_varlena(slot, Anum_keys_response_body);
+		row->response.headers = (Jsonb *) copy_varlena(slot, Anum_keys_response_headers);
+		row->response.body = (Jsonb *) copy_varlena(slot, Anum_keys_response_body);
 		row->recovery_point = (text *) copy_varlena(slot, Anum_keys_recovery_point);
+		if (!row->completed)
+		{
+			Interval   *lease;
+
+			row->lease_token = *DatumGetUUIDP(slot_getattr(slot, Anum_keys_lease_token,
+														   &isnull));
+			lease = DatumGetIntervalP(slot_getattr(slot, Anum_keys_lease_duration,
+												   &isnull));
+			row->lease_ms = ik_interval_ms(lease);
+			row->lease_expires_at = DatumGetTimestampTz(slot_getattr(slot,
+																	 Anum_keys_lease_expires_at,
+																	 &isnull));
+		}
 		row->created_at = DatumGetTimestampTz(slot_getattr(slot, Anum_keys_created_at,
 														   &isnull));
 		row->expires_at = DatumGetTimestampTz(slot_getattr(slot, Anum_keys_expires_at,
@@ -224,60 +232,91 @@ insert_row(Datum *values, bool *nulls)
 	table_close(rel, NoLock);
 }
 
+/*
+ * Run one of this file's SQL statements, preparing and keeping its plan on
+ * first use.  Returns the number of rows it touched.
+ */
+static uint64
+run_statement(SPIPlanPtr *plan, const char *sql, int nargs,
+			  const Oid *argtypes, Datum *args, const char *nulls, int expect)
+{
+	int			rc;
+	uint64		processed;
+
+	SPI_connect();
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, (Oid *) argtypes);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare idempotency statement: %s",
+				 SPI_result_code_string(SPI_result));
+		*plan = p;
+	}
+	rc = SPI_execute_plan(*plan, args, nulls, false, 0);
+	if (rc != expect)
+		elog(ERROR, "idempotency statement failed: %s",
+			 SPI_result_code_string(rc));
+	processed = SPI_processed;
+	SPI_finish();
+	return processed;
+}
+
+#define KEY_MATCHES \
+	" WHERE scope OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2 "
+#define LEASE_MATCHES \
+	KEY_MATCHES "AND state OPERATOR(pg_catalog.=) 'in_progress' " \
+	"AND lease_token OPERATOR(pg_catalog.=) $3"
+
+static Interval *
+ms_interval(int64 ms)
+{
+	Interval   *iv = palloc0(sizeof(Interval));
+
+	iv->time = ms * 1000;
+	return iv;
+}
+
 /* Overwrite a row past retention; false if the reaper deleted it first. */
 static bool
 replace_row(Datum *values, bool *nulls)
 {
-	static const Oid argtypes[] = {
-		TEXTOID, TEXTOID, BYTEAOID, INT4OID, JSONBOID, JSONBOID,
-		TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID
-	};
-	static const int columns[] = {
-		Anum_keys_scope, Anum_keys_key, Anum_keys_fingerprint,
-		Anum_keys_response_status, Anum_keys_response_headers,
-		Anum_keys_response_body, Anum_keys_created_at, Anum_keys_expires_at,
-		Anum_keys_retain_until
-	};
-	Datum		args[lengthof(columns)];
-	char		argnulls[lengthof(columns)];
-	int			rc;
-	bool		replaced;
+	static SPIPlanPtr plan = NULL;
+	Datum		args[Natts_keys];
+	char		argnulls[Natts_keys];
+	Oid			argtypes[Natts_keys];
+	TupleDesc	desc;
+	Relation	rel = open_keys(AccessShareLock);
 
-	for (size_t i = 0; i < lengthof(columns); i++)
+	desc = RelationGetDescr(rel);
+	for (int i = 0; i < Natts_keys; i++)
 	{
-		args[i] = values[columns[i] - 1];
-		argnulls[i] = nulls[columns[i] - 1] ? 'n' : ' ';
+		args[i] = values[i];
+		argnulls[i] = nulls[i] ? 'n' : ' ';
+		argtypes[i] = TupleDescAttr(desc, i)->atttypid;
 	}
+	table_close(rel, NoLock);
 
-	SPI_connect();
-	if (replace_plan == NULL)
-	{
-		replace_plan = SPI_prepare(replace_sql, lengthof(argtypes),
-								   (Oid *) argtypes);
-		if (replace_plan == NULL || SPI_keepplan(replace_plan) != 0)
-			elog(ERROR, "could not prepare idempotency key update: %s",
-				 SPI_result_code_string(SPI_result));
-	}
-	rc = SPI_execute_plan(replace_plan, args, argnulls, false, 0);
-	if (rc != SPI_OK_UPDATE)
-		elog(ERROR, "idempotency key update failed: %s",
-			 SPI_result_code_string(rc));
-	replaced = (SPI_processed > 0);
-	SPI_finish();
-	return replaced;
+	return run_statement(&plan,
+						 "UPDATE idempotency.keys "
+						 "   SET fingerprint = $3, state = $4, response_status = $5, "
+						 "       response_headers = $6, response_body = $7, "
+						 "       recovery_point = $8, lease_token = $9, "
+						 "       lease_duration = $10, lease_expires_at = $11, "
+						 "       created_at = $12, expires_at = $13, retain_until = $14"
+						 KEY_MATCHES,
+						 Natts_keys, argtypes, args, argnulls, SPI_OK_UPDATE) > 0;
 }
 
 /*
- * Store a completed response.  With replace, the key still has a row past
- * its retention that the reaper has not yet deleted: overwrite it, or
- * insert if the reaper got there first.  Afterwards the row is visible to
- * the rest of the transaction, as after any statement.
+ * Write a completed response, or a durable claim in progress.  With
+ * replace, the key still has a row past its retention that the reaper has
+ * not yet deleted: overwrite it, or insert if the reaper got there first.
+ * Afterwards the row is visible to the rest of the transaction, as after
+ * any statement.
  */
 void
-ik_store_save(text *scope, text *key, bytea *fingerprint,
-			  TimestampTz created_at, TimestampTz expires_at,
-			  TimestampTz retain_until, bool replace,
-			  const IkResponse *response)
+ik_store_write(const IkWrite *w, bool replace)
 {
 	Datum		values[Natts_keys];
 	bool		nulls[Natts_keys];
@@ -285,21 +324,129 @@ ik_store_save(text *scope, text *key, bytea *fingerprint,
 	memset(nulls, true, sizeof(nulls));
 #define SET_COLUMN(attnum, datum) \
 	(values[(attnum) - 1] = (datum), nulls[(attnum) - 1] = false)
-	SET_COLUMN(Anum_keys_scope, PointerGetDatum(scope));
-	SET_COLUMN(Anum_keys_key, PointerGetDatum(key));
-	SET_COLUMN(Anum_keys_fingerprint, PointerGetDatum(fingerprint));
-	SET_COLUMN(Anum_keys_state, CStringGetTextDatum("completed"));
-	SET_COLUMN(Anum_keys_response_status, Int32GetDatum(response->status));
-	if (response->headers != NULL)
-		SET_COLUMN(Anum_keys_response_headers, PointerGetDatum(response->headers));
-	if (response->body != NULL)
-		SET_COLUMN(Anum_keys_response_body, PointerGetDatum(response->body));
-	SET_COLUMN(Anum_keys_created_at, TimestampTzGetDatum(created_at));
-	SET_COLUMN(Anum_keys_expires_at, TimestampTzGetDatum(expires_at));
-	SET_COLUMN(Anum_keys_retain_until, TimestampTzGetDatum(retain_until));
+	SET_COLUMN(Anum_keys_scope, PointerGetDatum(w->scope));
+	SET_COLUMN(Anum_keys_key, PointerGetDatum(w->key));
+	SET_COLUMN(Anum_keys_fingerprint, PointerGetDatum(w->fingerprint));
+	SET_COLUMN(Anum_keys_created_at, TimestampTzGetDatum(w->created_at));
+	SET_COLUMN(Anum_keys_expires_at, TimestampTzGetDatum(w->expires_at));
+	SET_COLUMN(Anum_keys_retain_until, TimestampTzGetDatum(w->retain_until));
+	if (w->completed)
+	{
+		SET_COLUMN(Anum_keys_state, CStringGetTextDatum("completed"));
+		SET_COLUMN(Anum_keys_response_status, Int32GetDatum(w->response.status));
+		if (w->response.headers != NULL)
+			SET_COLUMN(Anum_keys_response_headers,
+					   PointerGetDatum(w->response.headers));
+		if (w->response.body != NULL)
+			SET_COLUMN(Anum_keys_response_body, PointerGetDatum(w->response.body));
+	}
+	else
+	{
+		SET_COLUMN(Anum_keys_state, CStringGetTextDatum("in_progress"));
+		SET_COLUMN(Anum_keys_lease_token, UUIDPGetDatum(&w->lease_token));
+		SET_COLUMN(Anum_keys_lease_duration,
+				   IntervalPGetDatum(ms_interval(w->lease_ms)));
+		SET_COLUMN(Anum_keys_lease_expires_at,
+				   TimestampTzGetDatum(w->lease_expires_at));
+	}
 #undef SET_COLUMN
 
 	if (!replace || !replace_row(values, nulls))
 		insert_row(values, nulls);
 	CommandCounterIncrement();
+}
+
+/* Hand a lapsed durable claim to a new holder; false if it moved on. */
+bool
+ik_store_resume(text *scope, text *key, const pg_uuid_t *old_token,
+				const pg_uuid_t *new_token, int64 lease_ms,
+				TimestampTz lease_expires_at)
+{
+	static SPIPlanPtr plan = NULL;
+	static const Oid argtypes[] = {
+		TEXTOID, TEXTOID, UUIDOID, UUIDOID, INTERVALOID, TIMESTAMPTZOID
+	};
+	Datum		args[] = {
+		PointerGetDatum(scope), PointerGetDatum(key),
+		UUIDPGetDatum(old_token), UUIDPGetDatum(new_token),
+		IntervalPGetDatum(ms_interval(lease_ms)),
+		TimestampTzGetDatum(lease_expires_at)
+	};
+
+	return run_statement(&plan,
+						 "UPDATE idempotency.keys "
+						 "   SET lease_token = $4, lease_duration = $5, "
+						 "       lease_expires_at = $6"
+						 LEASE_MATCHES,
+						 lengthof(argtypes), argtypes, args, NULL,
+						 SPI_OK_UPDATE) > 0;
+}
+
+/* Record progress and renew the lease; false unless the token holds it. */
+bool
+ik_store_checkpoint(text *scope, text *key, const pg_uuid_t *token,
+					text *recovery_point, TimestampTz now)
+{
+	static SPIPlanPtr plan = NULL;
+	static const Oid argtypes[] = {
+		TEXTOID, TEXTOID, UUIDOID, TEXTOID, TIMESTAMPTZOID
+	};
+	Datum		args[] = {
+		PointerGetDatum(scope), PointerGetDatum(key), UUIDPGetDatum(token),
+		PointerGetDatum(recovery_point), TimestampTzGetDatum(now)
+	};
+
+	return run_statement(&plan,
+						 "UPDATE idempotency.keys "
+						 "   SET recovery_point = $4, "
+						 "       lease_expires_at = $5 OPERATOR(pg_catalog.+) lease_duration"
+						 LEASE_MATCHES,
+						 lengthof(argtypes), argtypes, args, NULL,
+						 SPI_OK_UPDATE) > 0;
+}
+
+/* Store the response of a durable claim; false unless the token holds it. */
+bool
+ik_store_finish(text *scope, text *key, const pg_uuid_t *token,
+				const IkResponse *response)
+{
+	static SPIPlanPtr plan = NULL;
+	static const Oid argtypes[] = {
+		TEXTOID, TEXTOID, UUIDOID, INT4OID, JSONBOID, JSONBOID
+	};
+	Datum		args[] = {
+		PointerGetDatum(scope), PointerGetDatum(key), UUIDPGetDatum(token),
+		Int32GetDatum(response->status), PointerGetDatum(response->headers),
+		PointerGetDatum(response->body)
+	};
+	char		nulls[] = {
+		' ', ' ', ' ', ' ', response->headers ? ' ' : 'n',
+		response->body ? ' ' : 'n'
+	};
+
+	return run_statement(&plan,
+						 "UPDATE idempotency.keys "
+						 "   SET state = 'completed', response_status = $4, "
+						 "       response_headers = $5, response_body = $6, "
+						 "       lease_token = NULL, lease_duration = NULL, "
+						 "       lease_expires_at = NULL"
+						 LEASE_MATCHES,
+						 lengthof(argtypes), argtypes, args, nulls,
+						 SPI_OK_UPDATE) > 0;
+}
+
+/* Delete a durable claim; false unless the token holds it. */
+bool
+ik_store_forget(text *scope, text *key, const pg_uuid_t *token)
+{
+	static SPIPlanPtr plan = NULL;
+	static const Oid argtypes[] = {TEXTOID, TEXTOID, UUIDOID};
+	Datum		args[] = {
+		PointerGetDatum(scope), PointerGetDatum(key), UUIDPGetDatum(token)
+	};
+
+	return run_statement(&plan,
+						 "DELETE FROM idempotency.keys" LEASE_MATCHES,
+						 lengthof(argtypes), argtypes, args, NULL,
+						 SPI_OK_DELETE) > 0;
 }

@@ -101,36 +101,52 @@ ik_arg_fingerprint(FunctionCallInfo fcinfo, int argno, const char *argname)
 }
 
 /*
- * A non-negative interval as whole milliseconds, at most INT_MAX so that
- * it fits a lock timeout.  Months count as 30 days, as interval
- * arithmetic does elsewhere in PostgreSQL.  *isnull reports SQL NULL,
- * which callers give their own meaning.
+ * An interval as whole milliseconds, clamped to the int64 range.  Months
+ * count as 30 days, as interval arithmetic does elsewhere in PostgreSQL.
+ */
+int64
+ik_interval_ms(const Interval *iv)
+{
+	__int128	usecs = (__int128) iv->time +
+		(__int128) iv->day * USECS_PER_DAY +
+		(__int128) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
+
+	return (int64) Max(Min(usecs / 1000, PG_INT64_MAX), PG_INT64_MIN);
+}
+
+/*
+ * A non-negative interval argument as milliseconds, at most INT_MAX so
+ * that it fits a lock timeout.  *isnull reports SQL NULL, which callers
+ * give their own meaning.
  */
 int64
 ik_arg_interval_ms(FunctionCallInfo fcinfo, int argno, const char *argname,
 				   bool *isnull)
 {
-	Interval   *iv;
-	__int128	usecs;
+	int64		ms;
 
 	*isnull = PG_ARGISNULL(argno);
 	if (*isnull)
 		return 0;
-	iv = PG_GETARG_INTERVAL_P(argno);
-	usecs = (__int128) iv->time +
-		(__int128) iv->day * USECS_PER_DAY +
-		(__int128) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
-
-	if (usecs < 0)
+	ms = ik_interval_ms(PG_GETARG_INTERVAL_P(argno));
+	if (ms < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_IK_INVALID_ARGUMENT),
 				 errmsg("argument \"%s\" must not be negative", argname)));
-	if (usecs / 1000 > INT_MAX)
+	if (ms > INT_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_IK_INVALID_ARGUMENT),
 				 errmsg("argument \"%s\" is too long", argname),
 				 errdetail("The limit is %d milliseconds.", INT_MAX)));
-	return (int64) (usecs / 1000);
+	return ms;
+}
+
+/* A lease token. */
+pg_uuid_t *
+ik_arg_token(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	ik_check_argument_not_null(fcinfo, argno, argname);
+	return PG_GETARG_UUID_P(argno);
 }
 
 /* An HTTP status code. */
