@@ -29,6 +29,9 @@ CREATE TABLE idempotency.keys (
 	PRIMARY KEY (scope, key)
 );
 
+-- The reaper deletes the oldest rows past retention first.
+CREATE INDEX keys_retain_until_idx ON idempotency.keys (retain_until);
+
 COMMENT ON TABLE idempotency.keys IS
 	'Idempotency keys and their stored responses; written only by the idempotency functions';
 
@@ -80,6 +83,13 @@ CREATE FUNCTION idempotency.checkpoint(
 	lease_token uuid)
 RETURNS void
 AS 'MODULE_PATHNAME', 'idempotency_checkpoint'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER;
+
+-- Deletes rows past retention in the caller's transaction, for clusters that
+-- schedule it (pg_cron) rather than preload the library's reaper.
+CREATE FUNCTION idempotency.reap(max_rows integer DEFAULT 10000)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'idempotency_reap'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER;
 
 -- STABLE, not IMMUTABLE: the result depends on idempotency.fingerprint_secret.

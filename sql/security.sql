@@ -67,6 +67,8 @@ INSERT INTO idempotency.keys (scope, key, fingerprint, state, created_at, expire
 VALUES ('sec', 'forged', '\x01', 'completed', now(), now(), now());
 UPDATE idempotency.keys SET response_body = '{"id": "forged"}';
 DELETE FROM idempotency.keys;
+-- ... nor reap, which is for operators.
+SELECT idempotency.reap();
 -- ... nor set the secret.
 SET idempotency.fingerprint_secret = 'guess';
 RESET ROLE;
@@ -84,6 +86,7 @@ SELECT outcome FROM idempotency.claim('sec', 'k3', '\x01');
 SELECT idempotency.complete('sec', 'k3', 200);
 SELECT idempotency.release('sec', 'k3');
 SELECT idempotency.checkpoint('sec', 'k4', 'x', gen_random_uuid());
+SELECT idempotency.reap();
 SELECT idempotency.fingerprint('POST', '/p', '{}'::jsonb);
 SELECT count(*) FROM idempotency.keys;
 RESET ROLE;

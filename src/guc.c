@@ -21,6 +21,11 @@ int			ik_retain_s = 7 * 24 * 60 * 60;
 /* Key for HMAC-SHA256 fingerprints; empty means plain SHA-256. */
 char	   *ik_fingerprint_secret = NULL;
 
+/* The background reaper. */
+char	   *ik_reaper_databases = NULL;
+int			ik_reaper_naptime_s = 60;
+int			ik_reaper_batch_size = 10000;
+
 /*
  * Nobody reads the secret back, superusers included: GUC_SUPERUSER_ONLY
  * alone still shows it to members of pg_read_all_settings, a role that
@@ -75,6 +80,33 @@ ik_define_gucs(void)
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL |
 							   GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, show_fingerprint_secret);
+
+	DefineCustomStringVariable("idempotency.reaper_databases",
+							   "Databases whose expired keys the background reaper deletes.",
+							   "A comma-separated list; needs the library in shared_preload_libraries.",
+							   &ik_reaper_databases,
+							   "postgres",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT,
+							   ik_check_reaper_databases, NULL, NULL);
+
+	DefineCustomIntVariable("idempotency.reaper_naptime",
+							"Time between two rounds of the background reaper.",
+							NULL,
+							&ik_reaper_naptime_s,
+							60, 1, INT_MAX / 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("idempotency.reaper_batch_size",
+							"Rows the reaper, or reap(), deletes per batch.",
+							"The background reaper commits each batch on its own.",
+							&ik_reaper_batch_size,
+							10000, 1, 1000000,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("idempotency");
 }

@@ -16,6 +16,7 @@
 #include "datatype/timestamp.h"
 #include "utils/timestamp.h"
 #include "fmgr.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
@@ -45,6 +46,9 @@ extern int	ik_lock_timeout_ms;
 extern int	ik_ttl_s;
 extern int	ik_retain_s;
 extern char *ik_fingerprint_secret;
+extern char *ik_reaper_databases;
+extern int	ik_reaper_naptime_s;
+extern int	ik_reaper_batch_size;
 extern void ik_define_gucs(void);
 
 /* validate.c: argument checks that raise IK400 naming the argument */
@@ -149,5 +153,13 @@ extern IkClaim *ik_claim_open(text *scope, text *key, bytea *fingerprint,
 							  bool replace);
 extern void ik_claim_close(IkClaim *claim);
 
+
+/* reap.c */
+extern int64 ik_reap_batch(int limit, TimestampTz now);
+
+/* reaper.c: the background reaper (preloaded library only) */
+extern bool ik_check_reaper_databases(char **newval, void **extra,
+									  GucSource source);
+extern void ik_register_reaper_launcher(void);
 
 #endif							/* IDEMPOTENCY_H */

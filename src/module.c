@@ -3,15 +3,17 @@
  * module.c
  *	  Library start-up: GUCs and transaction callbacks.
  *
- * Everything here works whether or not the library is preloaded: claims
- * need no shared memory, only the transaction callbacks that enforce the
- * commit guard, and those are registered in whichever backend loads us.
+ * Claims work whether or not the library is preloaded: they need no shared
+ * memory, only the transaction callbacks that enforce the commit guard,
+ * and those are registered in whichever backend loads us.  Preloaded, the
+ * library also starts the background reaper.
  *
  *-------------------------------------------------------------------------
  */
 #include "idempotency.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 
 PG_MODULE_MAGIC;
 
@@ -22,4 +24,8 @@ _PG_init(void)
 {
 	ik_define_gucs();
 	ik_register_xact_callbacks();
+
+	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
+		return;
+	ik_register_reaper_launcher();
 }
