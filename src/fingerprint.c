@@ -25,13 +25,11 @@
  */
 #include "idempotency.h"
 
-#include "access/xact.h"
 #include "common/cryptohash.h"
 #include "common/hmac.h"
 #include "common/sha2.h"
 #include "utils/builtins.h"
 #include "utils/numeric.h"
-#include "utils/resowner.h"
 
 PG_FUNCTION_INFO_V1(idempotency_fingerprint_request);
 PG_FUNCTION_INFO_V1(idempotency_fingerprint_request_text);
@@ -271,49 +269,41 @@ idempotency_fingerprint_request(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(fingerprint_request(method, path, PG_GETARG_JSONB_P(2)));
 }
 
+typedef struct BodyParse
+{
+	char	   *text;
+	Jsonb	   *jsonb;
+} BodyParse;
+
+static void
+parse_jsonb(void *arg)
+{
+	BodyParse  *parse = (BodyParse *) arg;
+
+	parse->jsonb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+													  CStringGetDatum(parse->text)));
+}
+
 /*
  * Parse a body given as text.  Any data error of jsonb's input function
- * (bad syntax, \u0000, a number out of range) becomes an IK400; the
- * subtransaction makes the error safe to catch.
+ * (bad syntax, \u0000, a number out of range) becomes an IK400; other
+ * errors, such as a cancel, propagate.
  */
 static Jsonb *
 parse_body(text *body)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	char	   *cstr = text_to_cstring(body);
-	Jsonb	   *result = NULL;
+	BodyParse	parse = {text_to_cstring(body), NULL};
+	ErrorData  *edata = ik_try(parse_jsonb, &parse);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	PG_TRY();
-	{
-		result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-													CStringGetDatum(cstr)));
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-
-		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
-			ReThrowError(edata);
-		ereport(ERROR,
-				(errcode(ERRCODE_IK_INVALID_ARGUMENT),
-				 errmsg("argument \"body\" is not valid JSON"),
-				 errdetail("%s", edata->message)));
-	}
-	PG_END_TRY();
-	return result;
+	if (edata == NULL)
+		return parse.jsonb;
+	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+		ReThrowError(edata);
+	ereport(ERROR,
+			(errcode(ERRCODE_IK_INVALID_ARGUMENT),
+			 errmsg("argument \"body\" is not valid JSON"),
+			 errdetail("%s", edata->message)));
+	pg_unreachable();
 }
 
 /* fingerprint(method text, path text, body text) */

@@ -154,6 +154,9 @@ extern IkClaim *ik_claim_open(text *scope, text *key, bytea *fingerprint,
 extern void ik_claim_close(IkClaim *claim);
 
 
+/* subxact.c */
+extern ErrorData *ik_try(void (*step) (void *arg), void *arg);
+
 /* reap.c */
 extern int64 ik_reap_batch(int limit, TimestampTz now);
 

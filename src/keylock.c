@@ -26,12 +26,10 @@
 
 #include <stdio.h>
 
-#include "access/xact.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
 #include "utils/guc.h"
-#include "utils/resowner.h"
 
 /* "IK": fourth locktag field, unused by pg_advisory_lock() */
 #define IK_LOCKTAG_SPACE	0x494B
@@ -47,59 +45,45 @@ ik_key_hash(text *scope, text *key)
 							   VARSIZE_ANY_EXHDR(key), h);
 }
 
+typedef struct LockWait
+{
+	const LOCKTAG *tag;
+	int			wait_ms;
+} LockWait;
+
+static void
+acquire_within_timeout(void *arg)
+{
+	LockWait   *wait = (LockWait *) arg;
+	char		timeout[32];
+	int			nestlevel = NewGUCNestLevel();
+
+	snprintf(timeout, sizeof(timeout), "%d", wait->wait_ms);
+	(void) set_config_option("lock_timeout", timeout,
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) LockAcquire(wait->tag, ExclusiveLock, false, false);
+	AtEOXact_GUC(true, nestlevel);
+}
+
 /*
- * Wait for the lock in a subtransaction with lock_timeout set, so that the
+ * Wait for the lock with lock_timeout set, in a subtransaction so that the
  * timeout's error can be caught and turned into "not acquired".  On
- * success the subtransaction commits and hands the lock to its parent;
- * any other error (cancel, statement timeout, deadlock) rolls the
- * subtransaction back and propagates unchanged.
+ * success the subtransaction hands the lock to its parent; any other error
+ * (cancel, statement timeout, deadlock) propagates unchanged.
  */
 static bool
 wait_for_lock(const LOCKTAG *tag, int wait_ms)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile bool acquired = false;
+	LockWait	wait = {tag, wait_ms};
+	ErrorData  *edata = ik_try(acquire_within_timeout, &wait);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-
-	PG_TRY();
-	{
-		char		timeout[32];
-		int			nestlevel = NewGUCNestLevel();
-
-		snprintf(timeout, sizeof(timeout), "%d", wait_ms);
-		(void) set_config_option("lock_timeout", timeout,
-								 PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-		(void) LockAcquire(tag, ExclusiveLock, false, false);
-		AtEOXact_GUC(true, nestlevel);
-
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-		acquired = true;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-
-		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
-			ReThrowError(edata);
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-
-	return acquired;
+	if (edata == NULL)
+		return true;
+	if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+		ReThrowError(edata);
+	FreeErrorData(edata);
+	return false;
 }
 
 /*

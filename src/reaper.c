@@ -95,20 +95,29 @@ ik_check_reaper_databases(char **newval, void **extra, GucSource source)
 	return ok;
 }
 
+/* What the launcher and the reapers have in common. */
+static void
+describe_worker(BackgroundWorker *worker, const char *function,
+				const char *type)
+{
+	memset(worker, 0, sizeof(BackgroundWorker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS |
+		BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = REAPER_RESTART_S;
+	snprintf(worker->bgw_library_name, BGW_MAXLEN, "idempotency");
+	snprintf(worker->bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker->bgw_name, BGW_MAXLEN, "%s", type);
+	snprintf(worker->bgw_type, BGW_MAXLEN, "%s", type);
+}
+
 void
 ik_register_reaper_launcher(void)
 {
 	BackgroundWorker worker;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
-		BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = REAPER_RESTART_S;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "idempotency");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "ik_reaper_launcher_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "idempotency reaper launcher");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "idempotency reaper launcher");
+	describe_worker(&worker, "ik_reaper_launcher_main",
+					"idempotency reaper launcher");
 	RegisterBackgroundWorker(&worker);
 }
 
@@ -118,16 +127,9 @@ start_reaper(Oid dboid, const char *dbname)
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
-		BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = REAPER_RESTART_S;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "idempotency");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "ik_reaper_main");
+	describe_worker(&worker, "ik_reaper_main", "idempotency reaper");
 	snprintf(worker.bgw_name, BGW_MAXLEN, "idempotency reaper for database %s",
 			 dbname);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "idempotency reaper");
 	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
 	worker.bgw_notify_pid = MyProcPid;
 
