@@ -35,6 +35,26 @@ CREATE INDEX keys_retain_until_idx ON idempotency.keys (retain_until);
 COMMENT ON TABLE idempotency.keys IS
 	'Idempotency keys and their stored responses; written only by the idempotency functions';
 
+-- Per-scope overrides of idempotency.mode, ttl, retain and the 5xx rule;
+-- NULL keeps the default.  Operators write it; a claim reads it every
+-- time, so a change applies to the next claim.  Its columns are in the
+-- order src/store.c expects.
+CREATE TABLE idempotency.policies (
+	scope		text		COLLATE "C" PRIMARY KEY
+		CHECK (octet_length(scope) BETWEEN 1 AND 255),
+	mode		text
+		CHECK (mode IN ('off', 'shadow', 'enforce')),
+	ttl			interval
+		CHECK (ttl > interval '0'),
+	retain		interval
+		CHECK (retain > interval '0'),
+	cache_5xx	boolean,
+	CHECK (retain >= ttl)
+);
+
+COMMENT ON TABLE idempotency.policies IS
+	'Per-scope rollout mode, replay window, retention and 5xx rule; NULL columns keep the idempotency.* defaults';
+
 -- The functions write idempotency.keys as its owner, so that an
 -- application role needs EXECUTE on them and no privilege on the table.
 -- Their SPI queries schema-qualify every name and operator, so no
@@ -108,6 +128,51 @@ CREATE FUNCTION idempotency.fingerprint(body bytea)
 RETURNS bytea
 AS 'MODULE_PATHNAME', 'idempotency_fingerprint_bytes'
 LANGUAGE C STABLE PARALLEL SAFE;
+
+-- Statistics, kept in shared memory by a preloaded library.  One row per
+-- database, and one with a NULL dboid for databases beyond the slots.
+CREATE FUNCTION idempotency.read_stats(
+	OUT dboid oid,
+	OUT claims_new bigint,
+	OUT claims_replay bigint,
+	OUT claims_resume bigint,
+	OUT errors_ik400 bigint,
+	OUT errors_ik409 bigint,
+	OUT errors_ik410 bigint,
+	OUT errors_ik422 bigint,
+	OUT errors_ik428 bigint,
+	OUT completions bigint,
+	OUT releases bigint,
+	OUT releases_5xx bigint,
+	OUT shadow_would_replay bigint,
+	OUT shadow_would_conflict bigint,
+	OUT shadow_would_ik422 bigint,
+	OUT shadow_would_ik410 bigint,
+	OUT reaped_rows bigint,
+	OUT abandoned_claims bigint,
+	OUT reaper_runs bigint,
+	OUT last_reap timestamptz,
+	OUT claim_latency_seconds float8[],
+	OUT claim_latency_seconds_bucket bigint[],
+	OUT claim_latency_seconds_sum float8,
+	OUT claim_latency_seconds_count bigint,
+	OUT stats_reset timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'idempotency_stats'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+
+CREATE VIEW idempotency.stats AS
+	SELECT d.datname AS database, s.*
+	  FROM idempotency.read_stats() AS s
+	  LEFT JOIN pg_catalog.pg_database AS d ON d.oid OPERATOR(pg_catalog.=) s.dboid;
+
+COMMENT ON VIEW idempotency.stats IS
+	'Idempotency counters and claim latency per database, since stats_reset (needs shared_preload_libraries)';
+
+CREATE FUNCTION idempotency.stats_reset()
+RETURNS void
+AS 'MODULE_PATHNAME', 'idempotency_stats_reset'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 -- Nothing is granted to PUBLIC; README.md shows the grants for an
 -- application role.

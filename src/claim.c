@@ -59,7 +59,9 @@ typedef enum RowVerdict
 	ROW_GONE,					/* past retention: the key is new again */
 	ROW_REPLAY,					/* completed, inside the replay window */
 	ROW_HELD,					/* a durable claim with a live lease */
-	ROW_LAPSED					/* a durable claim whose lease lapsed */
+	ROW_LAPSED,					/* a durable claim whose lease lapsed */
+	ROW_MISMATCH,				/* another request's key: IK422 */
+	ROW_EXPIRED					/* a tombstone past its replay window: IK410 */
 } RowVerdict;
 
 /* What one claim call asked for. */
@@ -73,6 +75,7 @@ typedef struct ClaimRequest
 	int64		lease_ms;		/* when durable */
 	int			wait_ms;
 	TimestampTz now;			/* transaction start: the key's clock */
+	IkPolicy	policy;
 } ClaimRequest;
 
 static bool
@@ -90,17 +93,31 @@ time_str(TimestampTz t)
 }
 
 /*
- * What a claim makes of an existing row, raising IK422 for another
- * request and IK410 for a tombstone.  Leases run on the wall clock, since
- * a worker's lease must lapse however long the claiming transaction is.
+ * What a claim makes of an existing row.  Leases run on the wall clock,
+ * since a worker's lease must lapse however long the claiming transaction
+ * is.
  */
 static RowVerdict
-judge_row(const IkRow *row, const ClaimRequest *req)
+classify_row(const IkRow *row, const ClaimRequest *req)
 {
 	if (req->now >= row->retain_until)
 		return ROW_GONE;
-
 	if (!same_bytes(row->fingerprint, req->fingerprint))
+		return ROW_MISMATCH;
+	if (!row->completed)
+		return GetCurrentTimestamp() < row->lease_expires_at ? ROW_HELD : ROW_LAPSED;
+	if (req->now >= row->expires_at)
+		return ROW_EXPIRED;
+	return ROW_REPLAY;
+}
+
+/* classify_row(), raising the errors an enforced claim raises. */
+static RowVerdict
+judge_row(const IkRow *row, const ClaimRequest *req)
+{
+	RowVerdict	verdict = classify_row(row, req);
+
+	if (verdict == ROW_MISMATCH)
 		ereport(ERROR,
 				(errcode(ERRCODE_IK_FINGERPRINT_MISMATCH),
 				 errmsg("idempotency key \"%s\" was used with a different request",
@@ -109,11 +126,7 @@ judge_row(const IkRow *row, const ClaimRequest *req)
 						   text_to_cstring(req->key), text_to_cstring(req->scope),
 						   time_str(row->created_at)),
 				 errhint("Use a new idempotency key for a different request.")));
-
-	if (!row->completed)
-		return GetCurrentTimestamp() < row->lease_expires_at ? ROW_HELD : ROW_LAPSED;
-
-	if (req->now >= row->expires_at)
+	if (verdict == ROW_EXPIRED)
 		ereport(ERROR,
 				(errcode(ERRCODE_IK_EXPIRED),
 				 errmsg("idempotency key \"%s\" has expired",
@@ -124,8 +137,7 @@ judge_row(const IkRow *row, const ClaimRequest *req)
 						   time_str(row->expires_at),
 						   time_str(row->retain_until)),
 				 errhint("A retry this late is not replayed; send the request with a new idempotency key if it is meant as a new one.")));
-
-	return ROW_REPLAY;
+	return verdict;
 }
 
 static void
@@ -211,18 +223,13 @@ decide(const ClaimRequest *req, IkRow *row)
 				raise_serialization_failure(req);
 
 			verdict = row->found ? judge_row(row, req) : ROW_GONE;
-			switch (verdict)
-			{
-				case ROW_GONE:
-					return CLAIM_NEW;
-				case ROW_REPLAY:
-					return CLAIM_REPLAY;
-				case ROW_LAPSED:
-					return CLAIM_RESUME;
-				case ROW_HELD:
-					/* a durable claim committed while we waited for it */
-					break;
-			}
+			if (verdict == ROW_GONE)
+				return CLAIM_NEW;
+			if (verdict == ROW_REPLAY)
+				return CLAIM_REPLAY;
+			if (verdict == ROW_LAPSED)
+				return CLAIM_RESUME;
+			/* ROW_HELD: a durable claim committed while we waited for it */
 		}
 
 		/*
@@ -302,25 +309,71 @@ start_durable_claim(const ClaimRequest *req, bool replace)
 	w.lease_expires_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													 req->lease_ms);
 	w.created_at = req->now;
-	w.expires_at = TimestampTzPlusMilliseconds(req->now,
-											   (int64) ik_ttl_s * 1000);
-	w.retain_until = TimestampTzPlusMilliseconds(req->now,
-												 (int64) ik_retain_s * 1000);
+	w.expires_at = TimestampTzPlusMilliseconds(req->now, req->policy.ttl_ms);
+	w.retain_until = TimestampTzPlusMilliseconds(req->now, req->policy.retain_ms);
 	ik_store_write(&w, replace);
 	*token = w.lease_token;
 	return token;
 }
 
 /*
- * claim(scope text, key text, fingerprint bytea,
- *		 lease interval DEFAULT NULL, wait interval DEFAULT NULL)
+ * A claim in shadow mode: count what enforce would have done, and return
+ * 'new' without ever raising or waiting.  The key's lock is taken if it is
+ * free, so that a concurrent duplicate counts as a would-be conflict.
  */
-Datum
-idempotency_claim(PG_FUNCTION_ARGS)
+static void
+shadow_claim(const ClaimRequest *req, bool *replace)
+{
+	IkRow		row;
+	IkClaim    *mine = ik_claim_find(req->scope, req->key);
+
+	*replace = false;
+	ik_store_lookup(req->scope, req->key, false, &row);
+	switch (row.found ? classify_row(&row, req) : ROW_GONE)
+	{
+		case ROW_REPLAY:
+			ik_count(IK_SHADOW_WOULD_REPLAY, 1);
+			return;
+		case ROW_MISMATCH:
+			ik_count(IK_SHADOW_WOULD_IK422, 1);
+			return;
+		case ROW_EXPIRED:
+			ik_count(IK_SHADOW_WOULD_IK410, 1);
+			return;
+		case ROW_HELD:
+			ik_count(IK_SHADOW_WOULD_CONFLICT, 1);
+			return;
+		case ROW_LAPSED:
+			return;
+		case ROW_GONE:
+			*replace = row.found;
+			break;
+	}
+	if ((mine != NULL && mine->closed_subid == InvalidSubTransactionId) ||
+		!ik_lock_key(req->keyhash, 0))
+		ik_count(IK_SHADOW_WOULD_CONFLICT, 1);
+}
+
+/* A lease token for a claim that records nothing: off and shadow modes. */
+static pg_uuid_t *
+unrecorded_token(const ClaimRequest *req)
+{
+	pg_uuid_t  *token;
+
+	if (!req->durable)
+		return NULL;
+	token = palloc(sizeof(pg_uuid_t));
+	ik_new_lease_token(token);
+	return token;
+}
+
+static Datum
+claim(FunctionCallInfo fcinfo)
 {
 	ClaimRequest req;
 	bool		no_lease;
 	bool		wait_isnull;
+	bool		replace;
 	IkClaim    *mine;
 	IkRow		row;
 	pg_uuid_t  *token;
@@ -339,13 +392,29 @@ idempotency_claim(PG_FUNCTION_ARGS)
 	if (wait_isnull)
 		req.wait_ms = ik_lock_timeout_ms;
 	req.now = GetCurrentTransactionStartTimestamp();
+	ik_policy_for(req.scope, &req.policy);
 
-	if (ik_retain_s < ik_ttl_s)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("idempotency.retain must not be shorter than idempotency.ttl"),
-				 errdetail("idempotency.retain is %d s and idempotency.ttl is %d s.",
-						   ik_retain_s, ik_ttl_s)));
+	switch (req.policy.mode)
+	{
+		case IK_MODE_OFF:
+			if (!req.durable)
+				ik_claim_open(req.scope, req.key, req.fingerprint, req.now,
+							  &req.policy, false);
+			return claim_result(fcinfo, CLAIM_NEW, NULL, req.now,
+								unrecorded_token(&req));
+
+		case IK_MODE_SHADOW:
+			shadow_claim(&req, &replace);
+			if (!req.durable)
+				ik_claim_open(req.scope, req.key, req.fingerprint, req.now,
+							  &req.policy, replace);
+			ik_count(IK_CLAIMS_NEW, 1);
+			return claim_result(fcinfo, CLAIM_NEW, NULL, req.now,
+								unrecorded_token(&req));
+
+		case IK_MODE_ENFORCE:
+			break;
+	}
 
 	/* This transaction's own open claim: a duplicate of itself. */
 	mine = ik_claim_find(req.scope, req.key);
@@ -355,8 +424,8 @@ idempotency_claim(PG_FUNCTION_ARGS)
 	switch (decide(&req, &row))
 	{
 		case CLAIM_REPLAY:
-			PG_RETURN_DATUM(claim_result(fcinfo, CLAIM_REPLAY, &row,
-										 row.created_at, NULL));
+			ik_count(IK_CLAIMS_REPLAY, 1);
+			return claim_result(fcinfo, CLAIM_REPLAY, &row, row.created_at, NULL);
 
 		case CLAIM_RESUME:
 			token = palloc(sizeof(pg_uuid_t));
@@ -368,20 +437,35 @@ idempotency_claim(PG_FUNCTION_ARGS)
 								 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 															 req.lease_ms)))
 				raise_in_progress(&req, "The durable claim's holder");
-			PG_RETURN_DATUM(claim_result(fcinfo, CLAIM_RESUME, &row,
-										 row.created_at, token));
+			ik_count(IK_CLAIMS_RESUME, 1);
+			return claim_result(fcinfo, CLAIM_RESUME, &row, row.created_at, token);
 
 		case CLAIM_NEW:
-			if (row.found && !row.completed)
-				ik_report_abandoned(req.scope, req.key, row.recovery_point);
-			if (req.durable)
-				PG_RETURN_DATUM(claim_result(fcinfo, CLAIM_NEW, NULL, req.now,
-											 start_durable_claim(&req, row.found)));
-			ik_claim_open(req.scope, req.key, req.fingerprint, req.now,
-						  ik_ttl_s, ik_retain_s, row.found);
-			PG_RETURN_DATUM(claim_result(fcinfo, CLAIM_NEW, NULL, req.now, NULL));
+			break;
 	}
-	pg_unreachable();
+
+	if (row.found && !row.completed)
+		ik_report_abandoned(req.scope, req.key, row.recovery_point);
+	ik_count(IK_CLAIMS_NEW, 1);
+	if (req.durable)
+		return claim_result(fcinfo, CLAIM_NEW, NULL, req.now,
+							start_durable_claim(&req, row.found));
+	ik_claim_open(req.scope, req.key, req.fingerprint, req.now, &req.policy,
+				  row.found);
+	return claim_result(fcinfo, CLAIM_NEW, NULL, req.now, NULL);
+}
+
+/*
+ * claim(scope text, key text, fingerprint bytea,
+ *		 lease interval DEFAULT NULL, wait interval DEFAULT NULL)
+ *
+ * The latency histogram counts every claim, failed ones included, with
+ * any wait for the key.
+ */
+Datum
+idempotency_claim(PG_FUNCTION_ARGS)
+{
+	return ik_counted_call(claim, fcinfo, true);
 }
 
 /* The open claim of (scope, key) in this transaction, or IK428. */
@@ -402,24 +486,11 @@ open_claim_or_error(text *scope, text *key, const char *funcname)
 	return claim;
 }
 
-/*
- * complete(scope text, key text, response_status int,
- *			response_body jsonb DEFAULT NULL,
- *			response_headers jsonb DEFAULT NULL,
- *			lease_token uuid DEFAULT NULL) RETURNS text
- *
- * Returns 'stored', or 'released' for a 5xx status, which is not stored so
- * that a retry runs again.
- */
-Datum
-idempotency_complete(PG_FUNCTION_ARGS)
+/* The response a complete() call gives, checked. */
+static IkResponse
+arg_response(FunctionCallInfo fcinfo)
 {
-	text	   *scope = ik_arg_name(fcinfo, 0, "scope");
-	text	   *key = ik_arg_name(fcinfo, 1, "key");
 	IkResponse	response;
-	IkClaim    *claim;
-	IkWrite		w;
-	bool		transient;
 
 	response.status = ik_arg_status(fcinfo, 2, "response_status");
 	response.body = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
@@ -428,49 +499,136 @@ idempotency_complete(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_IK_INVALID_ARGUMENT),
 				 errmsg("argument \"response_headers\" must be a JSON object")));
-	transient = (response.status >= 500);
-
-	if (!PG_ARGISNULL(5))
-	{
-		pg_uuid_t  *token = PG_GETARG_UUID_P(5);
-
-		if (transient)
-			ik_lease_release(scope, key, token);
-		else
-			ik_lease_complete(scope, key, token, &response);
-		PG_RETURN_TEXT_P(cstring_to_text(transient ? "released" : "stored"));
-	}
-
-	claim = open_claim_or_error(scope, key, "complete");
-	if (!transient)
-	{
-		memset(&w, 0, sizeof(w));
-		w.scope = scope;
-		w.key = key;
-		w.fingerprint = claim->fingerprint;
-		w.completed = true;
-		w.response = response;
-		w.created_at = claim->created_at;
-		w.expires_at = TimestampTzPlusMilliseconds(claim->created_at,
-												   (int64) claim->ttl_s * 1000);
-		w.retain_until = TimestampTzPlusMilliseconds(claim->created_at,
-													 (int64) claim->retain_s * 1000);
-		ik_store_write(&w, claim->replace);
-	}
-	ik_claim_close(claim);
-	PG_RETURN_TEXT_P(cstring_to_text(transient ? "released" : "stored"));
+	return response;
 }
 
-/* release(scope text, key text, lease_token uuid DEFAULT NULL) */
-Datum
-idempotency_release(PG_FUNCTION_ARGS)
+/*
+ * Store a response, or not: returns false for one that is a transient
+ * failure (5xx) the policy does not keep, so that a retry runs again.
+ * Shadow mode records without ever failing.
+ */
+static bool
+store_response(text *scope, text *key, bytea *fingerprint,
+			   TimestampTz created_at, const IkPolicy *policy, bool replace,
+			   const IkResponse *response)
+{
+	IkWrite		w;
+
+	if (response->status >= 500 && !policy->cache_5xx)
+	{
+		ik_count(IK_RELEASES_5XX, 1);
+		return false;
+	}
+	memset(&w, 0, sizeof(w));
+	w.scope = scope;
+	w.key = key;
+	w.fingerprint = fingerprint;
+	w.completed = true;
+	w.response = *response;
+	w.created_at = created_at;
+	w.expires_at = TimestampTzPlusMilliseconds(created_at, policy->ttl_ms);
+	w.retain_until = TimestampTzPlusMilliseconds(created_at, policy->retain_ms);
+	if (policy->mode == IK_MODE_SHADOW)
+		ik_store_record(&w, GetCurrentTransactionStartTimestamp());
+	else
+		ik_store_write(&w, replace);
+	ik_count(IK_COMPLETIONS, 1);
+	return true;
+}
+
+/* complete() with a lease token: a durable claim, in any transaction. */
+static const char *
+complete_durable(text *scope, text *key, pg_uuid_t *token,
+				 const IkResponse *response)
+{
+	IkPolicy	policy;
+
+	ik_policy_for(scope, &policy);
+	switch (policy.mode)
+	{
+		case IK_MODE_OFF:
+			return "skipped";
+		case IK_MODE_SHADOW:
+			/* the shadowed claim recorded nothing: no fingerprint to keep */
+			return "skipped";
+		case IK_MODE_ENFORCE:
+			break;
+	}
+	if (response->status >= 500 && !policy.cache_5xx)
+	{
+		ik_lease_release(scope, key, token);
+		ik_count(IK_RELEASES_5XX, 1);
+		return "released";
+	}
+	ik_lease_complete(scope, key, token, response);
+	ik_count(IK_COMPLETIONS, 1);
+	return "stored";
+}
+
+/*
+ * complete(scope text, key text, response_status int,
+ *			response_body jsonb DEFAULT NULL,
+ *			response_headers jsonb DEFAULT NULL,
+ *			lease_token uuid DEFAULT NULL) RETURNS text
+ *
+ * Returns 'stored'; 'released' for a 5xx status, which is not stored so
+ * that a retry runs again; 'skipped' in off mode.
+ */
+static Datum
+complete(FunctionCallInfo fcinfo)
 {
 	text	   *scope = ik_arg_name(fcinfo, 0, "scope");
 	text	   *key = ik_arg_name(fcinfo, 1, "key");
+	IkResponse	response = arg_response(fcinfo);
+	IkClaim    *claim;
+	const char *result;
 
-	if (!PG_ARGISNULL(2))
-		ik_lease_release(scope, key, PG_GETARG_UUID_P(2));
+	if (!PG_ARGISNULL(5))
+		result = complete_durable(scope, key, PG_GETARG_UUID_P(5), &response);
 	else
+	{
+		claim = open_claim_or_error(scope, key, "complete");
+		if (claim->policy.mode == IK_MODE_OFF)
+			result = "skipped";
+		else if (store_response(scope, key, claim->fingerprint,
+								claim->created_at, &claim->policy,
+								claim->replace, &response))
+			result = "stored";
+		else
+			result = "released";
+		ik_claim_close(claim);
+	}
+	PG_RETURN_TEXT_P(cstring_to_text(result));
+}
+
+Datum
+idempotency_complete(PG_FUNCTION_ARGS)
+{
+	return ik_counted_call(complete, fcinfo, false);
+}
+
+/* release(scope text, key text, lease_token uuid DEFAULT NULL) */
+static Datum
+release(FunctionCallInfo fcinfo)
+{
+	text	   *scope = ik_arg_name(fcinfo, 0, "scope");
+	text	   *key = ik_arg_name(fcinfo, 1, "key");
+	IkPolicy	policy;
+
+	if (PG_ARGISNULL(2))
 		ik_claim_close(open_claim_or_error(scope, key, "release"));
+	else
+	{
+		ik_policy_for(scope, &policy);
+		if (policy.mode == IK_MODE_ENFORCE)
+			ik_lease_release(scope, key, PG_GETARG_UUID_P(2));
+	}
+	ik_count(IK_RELEASES, 1);
 	PG_RETURN_VOID();
+}
+
+Datum
+idempotency_release(PG_FUNCTION_ARGS)
+{
+	return ik_counted_call(release, fcinfo, false);
 }

@@ -259,8 +259,8 @@ fingerprint_request(text *method, text *path, Jsonb *body)
 }
 
 /* fingerprint(method text, path text, body jsonb) */
-Datum
-idempotency_fingerprint_request(PG_FUNCTION_ARGS)
+static Datum
+fingerprint_jsonb(FunctionCallInfo fcinfo)
 {
 	text	   *method = arg_method(fcinfo, 0);
 	text	   *path = ik_arg_text(fcinfo, 1, "path", IK_MAX_PATH_BYTES);
@@ -307,8 +307,8 @@ parse_body(text *body)
 }
 
 /* fingerprint(method text, path text, body text) */
-Datum
-idempotency_fingerprint_request_text(PG_FUNCTION_ARGS)
+static Datum
+fingerprint_text(FunctionCallInfo fcinfo)
 {
 	text	   *method = arg_method(fcinfo, 0);
 	text	   *path = ik_arg_text(fcinfo, 1, "path", IK_MAX_PATH_BYTES);
@@ -319,8 +319,8 @@ idempotency_fingerprint_request_text(PG_FUNCTION_ARGS)
 }
 
 /* fingerprint(body bytea) */
-Datum
-idempotency_fingerprint_bytes(PG_FUNCTION_ARGS)
+static Datum
+fingerprint_bytes(FunctionCallInfo fcinfo)
 {
 	bytea	   *body;
 	Hasher		h;
@@ -330,4 +330,22 @@ idempotency_fingerprint_bytes(PG_FUNCTION_ARGS)
 	hasher_init(&h);
 	hasher_add(&h, VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body));
 	PG_RETURN_BYTEA_P(hasher_finish(&h));
+}
+
+Datum
+idempotency_fingerprint_request(PG_FUNCTION_ARGS)
+{
+	return ik_counted_call(fingerprint_jsonb, fcinfo, false);
+}
+
+Datum
+idempotency_fingerprint_request_text(PG_FUNCTION_ARGS)
+{
+	return ik_counted_call(fingerprint_text, fcinfo, false);
+}
+
+Datum
+idempotency_fingerprint_bytes(PG_FUNCTION_ARGS)
+{
+	return ik_counted_call(fingerprint_bytes, fcinfo, false);
 }

@@ -11,6 +11,17 @@
 
 #include "utils/guc.h"
 
+/* Rollout: the mode of scopes without a policy row, and its share. */
+int			ik_mode = IK_MODE_ENFORCE;
+int			ik_enforce_percent = 100;
+
+static const struct config_enum_entry mode_options[] = {
+	{"off", IK_MODE_OFF, false},
+	{"shadow", IK_MODE_SHADOW, false},
+	{"enforce", IK_MODE_ENFORCE, false},
+	{NULL, 0, false}
+};
+
 /* Default wait for a key held by another transaction: none, IK409 at once. */
 int			ik_lock_timeout_ms = 0;
 
@@ -42,6 +53,24 @@ show_fingerprint_secret(void)
 void
 ik_define_gucs(void)
 {
+	DefineCustomEnumVariable("idempotency.mode",
+							 "Mode of scopes without a row in idempotency.policies: off, shadow or enforce.",
+							 "shadow records keys and counts what enforce would do, but never refuses a request.",
+							 &ik_mode,
+							 IK_MODE_ENFORCE, mode_options,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("idempotency.enforce_percent",
+							"Share of the scopes without a policy row that idempotency.mode = enforce enforces.",
+							"A stable, hash-chosen subset; the other scopes are shadowed.",
+							&ik_enforce_percent,
+							100, 0, 100,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("idempotency.lock_timeout",
 							"How long a claim waits for a key that another transaction holds.",
 							"Used when claim() is called with wait => NULL. Zero raises IK409 at once.",

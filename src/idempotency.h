@@ -46,6 +46,8 @@ extern int	ik_lock_timeout_ms;
 extern int	ik_ttl_s;
 extern int	ik_retain_s;
 extern char *ik_fingerprint_secret;
+extern int	ik_mode;
+extern int	ik_enforce_percent;
 extern char *ik_reaper_databases;
 extern int	ik_reaper_naptime_s;
 extern int	ik_reaper_batch_size;
@@ -67,6 +69,25 @@ extern int32 ik_arg_status(FunctionCallInfo fcinfo, int argno,
 						   const char *argname);
 extern void ik_check_argument_not_null(FunctionCallInfo fcinfo, int argno,
 									   const char *argname);
+
+/* policy.c: mode, windows and 5xx rule of a scope */
+typedef enum IkMode
+{
+	IK_MODE_OFF,
+	IK_MODE_SHADOW,
+	IK_MODE_ENFORCE
+} IkMode;
+
+typedef struct IkPolicy
+{
+	IkMode		mode;
+	int64		ttl_ms;
+	int64		retain_ms;
+	bool		cache_5xx;
+} IkPolicy;
+
+extern IkMode ik_mode_from_name(const char *name);
+extern void ik_policy_for(text *scope, IkPolicy *policy);
 
 /* keylock.c: the per-key heavyweight lock */
 extern uint64 ik_key_hash(text *scope, text *key);
@@ -115,6 +136,8 @@ typedef struct IkWrite
 
 extern void ik_store_lookup(text *scope, text *key, bool latest, IkRow *row);
 extern void ik_store_write(const IkWrite *row, bool replace);
+extern bool ik_store_policy(text *scope, IkPolicy *policy);
+extern void ik_store_record(const IkWrite *row, TimestampTz now);
 extern bool ik_store_resume(text *scope, text *key, const pg_uuid_t *old_token,
 							const pg_uuid_t *new_token, int64 lease_ms,
 							TimestampTz lease_expires_at);
@@ -138,8 +161,7 @@ typedef struct IkClaim
 	text	   *key;
 	bytea	   *fingerprint;
 	TimestampTz created_at;
-	int			ttl_s;
-	int			retain_s;
+	IkPolicy	policy;			/* as it was at the claim */
 	bool		replace;		/* a reaped-to-be row must be overwritten */
 	SubTransactionId opened_subid;	/* subtransaction that claimed it */
 	SubTransactionId closed_subid;	/* subtransaction that closed it, or
@@ -149,10 +171,41 @@ typedef struct IkClaim
 extern void ik_register_xact_callbacks(void);
 extern IkClaim *ik_claim_find(text *scope, text *key);
 extern IkClaim *ik_claim_open(text *scope, text *key, bytea *fingerprint,
-							  TimestampTz created_at, int ttl_s, int retain_s,
+							  TimestampTz created_at, const IkPolicy *policy,
 							  bool replace);
 extern void ik_claim_close(IkClaim *claim);
 
+
+/* stats.c: counters in shared memory (preloaded library only) */
+typedef enum IkCounter
+{
+	IK_CLAIMS_NEW,
+	IK_CLAIMS_REPLAY,
+	IK_CLAIMS_RESUME,
+	IK_ERRORS_IK400,
+	IK_ERRORS_IK409,
+	IK_ERRORS_IK410,
+	IK_ERRORS_IK422,
+	IK_ERRORS_IK428,
+	IK_COMPLETIONS,
+	IK_RELEASES,
+	IK_RELEASES_5XX,
+	IK_SHADOW_WOULD_REPLAY,
+	IK_SHADOW_WOULD_CONFLICT,
+	IK_SHADOW_WOULD_IK422,
+	IK_SHADOW_WOULD_IK410,
+	IK_REAPED_ROWS,
+	IK_ABANDONED_CLAIMS,
+	IK_REAPER_RUNS,
+	IK_NUM_COUNTERS				/* the view's columns follow this order */
+} IkCounter;
+
+extern void ik_stats_install_hooks(void);
+extern void ik_count(IkCounter counter, uint64 n);
+extern void ik_count_error(int sqlerrcode);
+extern Datum ik_counted_call(PGFunction fn, FunctionCallInfo fcinfo,
+							 bool is_claim);
+extern void ik_count_reap(uint64 rows);
 
 /* subxact.c */
 extern ErrorData *ik_try(void (*step) (void *arg), void *arg);

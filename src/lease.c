@@ -90,6 +90,7 @@ ik_lease_release(text *scope, text *key, pg_uuid_t *token)
 void
 ik_report_abandoned(text *scope, text *key, text *recovery_point)
 {
+	ik_count(IK_ABANDONED_CLAIMS, 1);
 	ereport(LOG,
 			(errmsg("idempotency: abandoned durable claim of key \"%s\" in scope \"%s\"",
 					text_to_cstring(key), text_to_cstring(scope)),
@@ -98,18 +99,32 @@ ik_report_abandoned(text *scope, text *key, text *recovery_point)
 					   : "never recorded")));
 }
 
-/* checkpoint(scope text, key text, recovery_point text, lease_token uuid) */
-Datum
-idempotency_checkpoint(PG_FUNCTION_ARGS)
+/*
+ * checkpoint(scope text, key text, recovery_point text, lease_token uuid)
+ *
+ * In off and shadow modes durable claims record nothing, and neither does
+ * this.
+ */
+static Datum
+checkpoint(FunctionCallInfo fcinfo)
 {
 	text	   *scope = ik_arg_name(fcinfo, 0, "scope");
 	text	   *key = ik_arg_name(fcinfo, 1, "key");
 	text	   *recovery_point = ik_arg_text(fcinfo, 2, "recovery_point",
 											 IK_MAX_RECOVERY_POINT_BYTES);
 	pg_uuid_t  *token = ik_arg_token(fcinfo, 3, "lease_token");
+	IkPolicy	policy;
 
-	if (!ik_store_checkpoint(scope, key, token, recovery_point,
+	ik_policy_for(scope, &policy);
+	if (policy.mode == IK_MODE_ENFORCE &&
+		!ik_store_checkpoint(scope, key, token, recovery_point,
 							 GetCurrentTimestamp()))
 		raise_lease_lost(scope, key, "checkpoint");
 	PG_RETURN_VOID();
+}
+
+Datum
+idempotency_checkpoint(PG_FUNCTION_ARGS)
+{
+	return ik_counted_call(checkpoint, fcinfo, false);
 }

@@ -6,7 +6,8 @@
  * Claims work whether or not the library is preloaded: they need no shared
  * memory, only the transaction callbacks that enforce the commit guard,
  * and those are registered in whichever backend loads us.  Preloaded, the
- * library also starts the background reaper.
+ * library also keeps statistics in shared memory and starts the background
+ * reaper.
  *
  *-------------------------------------------------------------------------
  */
@@ -27,5 +28,6 @@ _PG_init(void)
 
 	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
 		return;
+	ik_stats_install_hooks();
 	ik_register_reaper_launcher();
 }

@@ -90,8 +90,8 @@ ik_reap_batch(int limit, TimestampTz now)
  * how many it deleted.  For clusters that schedule it (pg_cron) instead of
  * preloading the library for the background reaper.
  */
-Datum
-idempotency_reap(PG_FUNCTION_ARGS)
+static Datum
+reap(FunctionCallInfo fcinfo)
 {
 	int32		max_rows;
 	int64		total = 0;
@@ -115,5 +115,12 @@ idempotency_reap(PG_FUNCTION_ARGS)
 			break;
 		CHECK_FOR_INTERRUPTS();
 	}
+	ik_count_reap(total);
 	PG_RETURN_INT64(total);
+}
+
+Datum
+idempotency_reap(PG_FUNCTION_ARGS)
+{
+	return ik_counted_call(reap, fcinfo, false);
 }

@@ -324,6 +324,8 @@ reap_round(bool *have_lock)
 {
 	LOCKTAG		tag;
 	int64		deleted;
+	int64		total = 0;
+	bool		installed;
 
 	if (!*have_lock)
 	{
@@ -336,8 +338,6 @@ reap_round(bool *have_lock)
 
 	do
 	{
-		bool		installed;
-
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
@@ -349,6 +349,7 @@ reap_round(bool *have_lock)
 								   "deleting idempotency keys past retention");
 			deleted = ik_reap_batch(ik_reaper_batch_size,
 									GetCurrentTransactionStartTimestamp());
+			total += deleted;
 		}
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -359,6 +360,9 @@ reap_round(bool *have_lock)
 			elog(DEBUG1, "idempotency reaper: extension not installed in this database");
 		CHECK_FOR_INTERRUPTS();
 	} while (deleted >= ik_reaper_batch_size);
+
+	if (installed)
+		ik_count_reap(total);
 }
 
 void

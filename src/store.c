@@ -60,24 +60,80 @@ enum
 };
 
 /*
- * Open idempotency.keys by name, so that a dropped and re-created
- * extension is found again, and check that it is the table this file
- * was written for.
+ * Open one of the extension's tables by name, so that a dropped and
+ * re-created extension is found again, and check that it is the table
+ * this file was written for.
  */
 static Relation
-open_keys(LOCKMODE lockmode)
+open_table(const char *relname, int natts, LOCKMODE lockmode)
 {
-	Oid			relid = RangeVarGetRelid(makeRangeVar("idempotency", "keys", -1),
+	Oid			relid = RangeVarGetRelid(makeRangeVar("idempotency", (char *) relname, -1),
 										 lockmode, false);
 	Relation	rel = table_open(relid, NoLock);
 
-	if (RelationGetDescr(rel)->natts != Natts_keys ||
+	if (RelationGetDescr(rel)->natts != natts ||
 		rel->rd_rel->relkind != RELKIND_RELATION)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table idempotency.keys does not have the layout this library expects"),
+				 errmsg("table idempotency.%s does not have the layout this library expects",
+						relname),
 				 errhint("Update the extension with ALTER EXTENSION idempotency UPDATE.")));
 	return rel;
+}
+
+static Relation
+open_keys(LOCKMODE lockmode)
+{
+	return open_table("keys", Natts_keys, lockmode);
+}
+
+/*
+ * Find the row of a table whose primary key is the text columns given,
+ * with a fresh snapshot (see ik_store_lookup), into slot.  The caller pops
+ * the snapshot, ends the scan and closes the index once done with the
+ * slot; probe_done() does that.
+ */
+typedef struct Probe
+{
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+} Probe;
+
+static bool
+probe(Relation rel, text **keys, int nkeys, bool latest, Probe *p)
+{
+	Oid			pkey = RelationGetPrimaryKeyIndex(rel);
+	ScanKeyData skey[INDEX_MAX_KEYS];
+
+	if (!OidIsValid(pkey))
+		elog(ERROR, "table \"%s\" has no primary key", RelationGetRelationName(rel));
+	p->index = index_open(pkey, AccessShareLock);
+
+	PushCopiedSnapshot(latest ? GetLatestSnapshot() : GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+
+	for (int i = 0; i < nkeys; i++)
+		ScanKeyEntryInitialize(&skey[i], 0, i + 1, BTEqualStrategyNumber,
+							   InvalidOid, p->index->rd_indcollation[i],
+							   F_TEXTEQ, PointerGetDatum(keys[i]));
+
+	p->slot = table_slot_create(rel, NULL);
+	p->scan = index_beginscan(rel, p->index, GetActiveSnapshot(), nkeys, 0);
+	index_rescan(p->scan, skey, nkeys, NULL, 0);
+	if (!index_getnext_slot(p->scan, ForwardScanDirection, p->slot))
+		return false;
+	slot_getallattrs(p->slot);
+	return true;
+}
+
+static void
+probe_done(Probe *p)
+{
+	index_endscan(p->scan);
+	ExecDropSingleTupleTableSlot(p->slot);
+	PopActiveSnapshot();
+	index_close(p->index, NoLock);
 }
 
 /* A nullable varlena column, detoasted and copied, or NULL for SQL NULL. */
@@ -102,36 +158,16 @@ void
 ik_store_lookup(text *scope, text *key, bool latest, IkRow *row)
 {
 	Relation	rel = open_keys(AccessShareLock);
-	Oid			pkey = RelationGetPrimaryKeyIndex(rel);
-	Relation	index;
-	ScanKeyData skey[2];
-	IndexScanDesc scan;
+	text	   *keys[2] = {scope, key};
+	Probe		p;
 	TupleTableSlot *slot;
 	bool		isnull;
 
-	if (!OidIsValid(pkey))
-		elog(ERROR, "table idempotency.keys has no primary key");
-	index = index_open(pkey, AccessShareLock);
-
-	PushCopiedSnapshot(latest ? GetLatestSnapshot() : GetTransactionSnapshot());
-	UpdateActiveSnapshotCommandId();
-
-	ScanKeyEntryInitialize(&skey[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   index->rd_indcollation[0], F_TEXTEQ,
-						   PointerGetDatum(scope));
-	ScanKeyEntryInitialize(&skey[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
-						   index->rd_indcollation[1], F_TEXTEQ,
-						   PointerGetDatum(key));
-
-	slot = table_slot_create(rel, NULL);
-	scan = index_beginscan(rel, index, GetActiveSnapshot(), 2, 0);
-	index_rescan(scan, skey, 2, NULL, 0);
-
 	memset(row, 0, sizeof(IkRow));
-	row->found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	row->found = probe(rel, keys, 2, latest, &p);
+	slot = p.slot;
 	if (row->found)
 	{
-		slot_getallattrs(slot);
 		row->xmin = DatumGetTransactionId(slot_getsysattr(slot,
 														  MinTransactionIdAttributeNumber,
 														  &isnull));
@@ -146,13 +182,11 @@ ik_store_lookup(text *scope, text *key, bool latest, IkRow *row)
 		row->recovery_point = (text *) copy_varlena(slot, Anum_keys_recovery_point);
 		if (!row->completed)
 		{
-			Interval   *lease;
-
 			row->lease_token = *DatumGetUUIDP(slot_getattr(slot, Anum_keys_lease_token,
 														   &isnull));
-			lease = DatumGetIntervalP(slot_getattr(slot, Anum_keys_lease_duration,
-												   &isnull));
-			row->lease_ms = ik_interval_ms(lease);
+			row->lease_ms = ik_interval_ms(DatumGetIntervalP(slot_getattr(slot,
+																		  Anum_keys_lease_duration,
+																		  &isnull)));
 			row->lease_expires_at = DatumGetTimestampTz(slot_getattr(slot,
 																	 Anum_keys_lease_expires_at,
 																	 &isnull));
@@ -164,12 +198,53 @@ ik_store_lookup(text *scope, text *key, bool latest, IkRow *row)
 		row->retain_until = DatumGetTimestampTz(slot_getattr(slot, Anum_keys_retain_until,
 															 &isnull));
 	}
-
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	PopActiveSnapshot();
-	index_close(index, NoLock);
+	probe_done(&p);
 	table_close(rel, NoLock);
+}
+
+/* Columns of idempotency.policies. */
+enum
+{
+	Anum_policies_scope = 1,
+	Anum_policies_mode,
+	Anum_policies_ttl,
+	Anum_policies_retain,
+	Anum_policies_cache_5xx,
+	Natts_policies = Anum_policies_cache_5xx
+};
+
+/*
+ * Apply the policy row of a scope, if there is one, over *policy: each
+ * column that is not NULL overrides.  Read for every claim, so that a
+ * changed row takes effect at once.
+ */
+bool
+ik_store_policy(text *scope, IkPolicy *policy)
+{
+	Relation	rel = open_table("policies", Natts_policies, AccessShareLock);
+	Probe		p;
+	bool		found = probe(rel, &scope, 1, false, &p);
+	bool		isnull;
+	Datum		d;
+
+	if (found)
+	{
+		d = slot_getattr(p.slot, Anum_policies_mode, &isnull);
+		if (!isnull)
+			policy->mode = ik_mode_from_name(TextDatumGetCString(d));
+		d = slot_getattr(p.slot, Anum_policies_ttl, &isnull);
+		if (!isnull)
+			policy->ttl_ms = ik_interval_ms(DatumGetIntervalP(d));
+		d = slot_getattr(p.slot, Anum_policies_retain, &isnull);
+		if (!isnull)
+			policy->retain_ms = ik_interval_ms(DatumGetIntervalP(d));
+		d = slot_getattr(p.slot, Anum_policies_cache_5xx, &isnull);
+		if (!isnull)
+			policy->cache_5xx = DatumGetBool(d);
+	}
+	probe_done(&p);
+	table_close(rel, NoLock);
+	return found;
 }
 
 /*
@@ -277,18 +352,20 @@ ms_interval(int64 ms)
 	return iv;
 }
 
-/* Overwrite a row past retention; false if the reaper deleted it first. */
-static bool
-replace_row(Datum *values, bool *nulls)
+/*
+ * Run a statement whose parameters $1 to $14 are a whole row of
+ * idempotency.keys, in column order, and $15 the time now.
+ */
+static uint64
+run_with_row(SPIPlanPtr *plan, const char *sql, Datum *values, bool *nulls,
+			 TimestampTz now, int expect)
 {
-	static SPIPlanPtr plan = NULL;
-	Datum		args[Natts_keys];
-	char		argnulls[Natts_keys];
-	Oid			argtypes[Natts_keys];
-	TupleDesc	desc;
+	Datum		args[Natts_keys + 1];
+	char		argnulls[Natts_keys + 1];
+	Oid			argtypes[Natts_keys + 1];
 	Relation	rel = open_keys(AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
 
-	desc = RelationGetDescr(rel);
 	for (int i = 0; i < Natts_keys; i++)
 	{
 		args[i] = values[i];
@@ -296,32 +373,49 @@ replace_row(Datum *values, bool *nulls)
 		argtypes[i] = TupleDescAttr(desc, i)->atttypid;
 	}
 	table_close(rel, NoLock);
+	args[Natts_keys] = TimestampTzGetDatum(now);
+	argnulls[Natts_keys] = ' ';
+	argtypes[Natts_keys] = TIMESTAMPTZOID;
 
-	return run_statement(&plan,
-						 "UPDATE idempotency.keys "
-						 "   SET fingerprint = $3, state = $4, response_status = $5, "
-						 "       response_headers = $6, response_body = $7, "
-						 "       recovery_point = $8, lease_token = $9, "
-						 "       lease_duration = $10, lease_expires_at = $11, "
-						 "       created_at = $12, expires_at = $13, retain_until = $14"
-						 KEY_MATCHES,
-						 Natts_keys, argtypes, args, argnulls, SPI_OK_UPDATE) > 0;
+	return run_statement(plan, sql, Natts_keys + 1, argtypes, args, argnulls,
+						 expect);
 }
 
-/*
- * Write a completed response, or a durable claim in progress.  With
- * replace, the key still has a row past its retention that the reaper has
- * not yet deleted: overwrite it, or insert if the reaper got there first.
- * Afterwards the row is visible to the rest of the transaction, as after
- * any statement.
- */
-void
-ik_store_write(const IkWrite *w, bool replace)
-{
-	Datum		values[Natts_keys];
-	bool		nulls[Natts_keys];
+#define SET_ALL_COLUMNS(src) \
+	" SET fingerprint = " src "fingerprint, state = " src "state, " \
+	"     response_status = " src "response_status, " \
+	"     response_headers = " src "response_headers, " \
+	"     response_body = " src "response_body, " \
+	"     recovery_point = " src "recovery_point, " \
+	"     lease_token = " src "lease_token, " \
+	"     lease_duration = " src "lease_duration, " \
+	"     lease_expires_at = " src "lease_expires_at, " \
+	"     created_at = " src "created_at, expires_at = " src "expires_at, " \
+	"     retain_until = " src "retain_until "
 
-	memset(nulls, true, sizeof(nulls));
+/* Overwrite a row past retention; false if the reaper deleted it first. */
+static bool
+replace_row(Datum *values, bool *nulls)
+{
+	static SPIPlanPtr plan = NULL;
+
+	return run_with_row(&plan,
+						"UPDATE idempotency.keys"
+						" SET fingerprint = $3, state = $4, response_status = $5, "
+						"     response_headers = $6, response_body = $7, "
+						"     recovery_point = $8, lease_token = $9, "
+						"     lease_duration = $10, lease_expires_at = $11, "
+						"     created_at = $12, expires_at = $13, retain_until = $14"
+						KEY_MATCHES
+						"AND retain_until OPERATOR(pg_catalog.<=) $15",
+						values, nulls, GetCurrentTransactionStartTimestamp(),
+						SPI_OK_UPDATE) > 0;
+}
+
+static void
+row_values(const IkWrite *w, Datum *values, bool *nulls)
+{
+	memset(nulls, true, sizeof(bool) * Natts_keys);
 #define SET_COLUMN(attnum, datum) \
 	(values[(attnum) - 1] = (datum), nulls[(attnum) - 1] = false)
 	SET_COLUMN(Anum_keys_scope, PointerGetDatum(w->scope));
@@ -350,9 +444,46 @@ ik_store_write(const IkWrite *w, bool replace)
 				   TimestampTzGetDatum(w->lease_expires_at));
 	}
 #undef SET_COLUMN
+}
 
+/*
+ * Write a completed response, or a durable claim in progress.  With
+ * replace, the key still has a row past its retention that the reaper has
+ * not yet deleted: overwrite it, or insert if the reaper got there first.
+ * Afterwards the row is visible to the rest of the transaction, as after
+ * any statement.
+ */
+void
+ik_store_write(const IkWrite *w, bool replace)
+{
+	Datum		values[Natts_keys];
+	bool		nulls[Natts_keys];
+
+	row_values(w, values, nulls);
 	if (!replace || !replace_row(values, nulls))
 		insert_row(values, nulls);
+	CommandCounterIncrement();
+}
+
+/*
+ * Record a response in shadow mode, which must never fail a request: the
+ * first response of a key is kept, one past retention is overwritten, and
+ * a concurrent writer of the same key is not an error.
+ */
+void
+ik_store_record(const IkWrite *w, TimestampTz now)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[Natts_keys];
+	bool		nulls[Natts_keys];
+
+	row_values(w, values, nulls);
+	(void) run_with_row(&plan,
+						"INSERT INTO idempotency.keys AS k "
+						"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
+						"ON CONFLICT (scope, key) DO UPDATE" SET_ALL_COLUMNS("excluded.")
+						"WHERE k.retain_until OPERATOR(pg_catalog.<=) $15",
+						values, nulls, now, SPI_OK_INSERT);
 	CommandCounterIncrement();
 }
 

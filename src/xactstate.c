@@ -53,10 +53,14 @@ ik_claim_find(text *scope, text *key)
 	return found;
 }
 
-/* Record a new open claim. */
+/*
+ * Record a new open claim.  Claims of scopes in off or shadow mode are
+ * recorded too, so that complete() and release() know the mode they were
+ * made in, but the commit guard lets them be.
+ */
 IkClaim *
 ik_claim_open(text *scope, text *key, bytea *fingerprint,
-			  TimestampTz created_at, int ttl_s, int retain_s, bool replace)
+			  TimestampTz created_at, const IkPolicy *policy, bool replace)
 {
 	MemoryContext oldcontext = MemoryContextSwitchTo(TopTransactionContext);
 	IkClaim    *claim = palloc0(sizeof(IkClaim));
@@ -65,8 +69,7 @@ ik_claim_open(text *scope, text *key, bytea *fingerprint,
 	claim->key = DatumGetTextPCopy(PointerGetDatum(key));
 	claim->fingerprint = DatumGetByteaPCopy(PointerGetDatum(fingerprint));
 	claim->created_at = created_at;
-	claim->ttl_s = ttl_s;
-	claim->retain_s = retain_s;
+	claim->policy = *policy;
 	claim->replace = replace;
 	claim->opened_subid = GetCurrentSubTransactionId();
 	claim->closed_subid = InvalidSubTransactionId;
@@ -91,15 +94,18 @@ check_no_open_claim(const char *action)
 	{
 		IkClaim    *claim = (IkClaim *) lfirst(lc);
 
-		if (claim->closed_subid == InvalidSubTransactionId)
-			ereport(ERROR,
-					(errcode(ERRCODE_IK_PROTOCOL_VIOLATION),
-					 errmsg("cannot %s with idempotency key \"%s\" still claimed",
-							action, text_to_cstring(claim->key)),
-					 errdetail("Key \"%s\" in scope \"%s\" was claimed in this transaction but neither completed nor released.",
-							   text_to_cstring(claim->key),
-							   text_to_cstring(claim->scope)),
-					 errhint("Call idempotency.complete() or idempotency.release() before the transaction ends.")));
+		if (claim->closed_subid != InvalidSubTransactionId ||
+			claim->policy.mode != IK_MODE_ENFORCE)
+			continue;
+		ik_count(IK_ERRORS_IK428, 1);
+		ereport(ERROR,
+				(errcode(ERRCODE_IK_PROTOCOL_VIOLATION),
+				 errmsg("cannot %s with idempotency key \"%s\" still claimed",
+						action, text_to_cstring(claim->key)),
+				 errdetail("Key \"%s\" in scope \"%s\" was claimed in this transaction but neither completed nor released.",
+						   text_to_cstring(claim->key),
+						   text_to_cstring(claim->scope)),
+				 errhint("Call idempotency.complete() or idempotency.release() before the transaction ends.")));
 	}
 }
 

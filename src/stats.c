@@ -1,0 +1,340 @@
+/*-------------------------------------------------------------------------
+ *
+ * stats.c
+ *	  Counters and the claim-latency histogram, in shared memory.
+ *
+ * Every counter is a pg_atomic_uint64 in a per-database slot, so counting
+ * takes no lock: a backend finds its database's slot once, under the
+ * tranche's LWLock, and then only adds.  A database that finds every slot
+ * taken counts in a last, shared "other databases" slot.
+ *
+ * Shared memory exists only with the library in shared_preload_libraries.
+ * Without it counting does nothing and the view says why.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "idempotency.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "portability/instr_time.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(idempotency_stats);
+PG_FUNCTION_INFO_V1(idempotency_stats_reset);
+
+/* Databases with slots of their own; the last slot takes the rest. */
+#define IK_STATS_SLOTS		64
+
+/* Upper bounds of the claim-latency buckets, in seconds; +Inf follows. */
+static const double latency_bounds[] = {
+	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+	0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
+};
+#define IK_LATENCY_BUCKETS ((int) lengthof(latency_bounds) + 1)
+
+typedef struct IkStatsSlot
+{
+	pg_atomic_uint32 dboid;		/* InvalidOid while free */
+	pg_atomic_uint64 counters[IK_NUM_COUNTERS];
+	pg_atomic_uint64 latency_buckets[IK_LATENCY_BUCKETS];	/* not cumulative */
+	pg_atomic_uint64 latency_sum_ns;
+	pg_atomic_uint64 last_reap;	/* TimestampTz, 0 if never */
+} IkStatsSlot;
+
+typedef struct IkStatsShared
+{
+	LWLock	   *lock;			/* taken to claim a slot, and to reset */
+	pg_atomic_uint64 reset_at;	/* TimestampTz of the last reset */
+	IkStatsSlot slots[IK_STATS_SLOTS + 1];
+} IkStatsShared;
+
+static IkStatsShared *shared = NULL;
+static IkStatsSlot *my_slot = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+stats_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(IkStatsShared)));
+	RequestNamedLWLockTranche("idempotency", 1);
+}
+
+static void
+stats_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	shared = ShmemInitStruct("idempotency stats", sizeof(IkStatsShared), &found);
+	if (!found)
+	{
+		shared->lock = &(GetNamedLWLockTranche("idempotency"))->lock;
+		pg_atomic_init_u64(&shared->reset_at, (uint64) GetCurrentTimestamp());
+		for (int s = 0; s <= IK_STATS_SLOTS; s++)
+		{
+			IkStatsSlot *slot = &shared->slots[s];
+
+			pg_atomic_init_u32(&slot->dboid, InvalidOid);
+			for (int i = 0; i < IK_NUM_COUNTERS; i++)
+				pg_atomic_init_u64(&slot->counters[i], 0);
+			for (int i = 0; i < IK_LATENCY_BUCKETS; i++)
+				pg_atomic_init_u64(&slot->latency_buckets[i], 0);
+			pg_atomic_init_u64(&slot->latency_sum_ns, 0);
+			pg_atomic_init_u64(&slot->last_reap, 0);
+		}
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+ik_stats_install_hooks(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = stats_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = stats_shmem_startup;
+}
+
+/* This database's slot, found or taken once per backend; NULL without shmem. */
+static IkStatsSlot *
+database_slot(void)
+{
+	if (my_slot != NULL || shared == NULL || !OidIsValid(MyDatabaseId))
+		return my_slot;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	for (int s = 0; s < IK_STATS_SLOTS && my_slot == NULL; s++)
+	{
+		Oid			owner = pg_atomic_read_u32(&shared->slots[s].dboid);
+
+		if (owner == MyDatabaseId)
+			my_slot = &shared->slots[s];
+		else if (owner == InvalidOid)
+		{
+			pg_atomic_write_u32(&shared->slots[s].dboid, MyDatabaseId);
+			my_slot = &shared->slots[s];
+		}
+	}
+	if (my_slot == NULL)
+		my_slot = &shared->slots[IK_STATS_SLOTS];
+	LWLockRelease(shared->lock);
+	return my_slot;
+}
+
+void
+ik_count(IkCounter counter, uint64 n)
+{
+	IkStatsSlot *slot = database_slot();
+
+	if (slot != NULL)
+		pg_atomic_fetch_add_u64(&slot->counters[counter], n);
+}
+
+/* Count an error of ours by its SQLSTATE; others are not ours to count. */
+void
+ik_count_error(int sqlerrcode)
+{
+	switch (sqlerrcode)
+	{
+		case ERRCODE_IK_INVALID_ARGUMENT:
+			ik_count(IK_ERRORS_IK400, 1);
+			break;
+		case ERRCODE_IK_IN_PROGRESS:
+			ik_count(IK_ERRORS_IK409, 1);
+			break;
+		case ERRCODE_IK_EXPIRED:
+			ik_count(IK_ERRORS_IK410, 1);
+			break;
+		case ERRCODE_IK_FINGERPRINT_MISMATCH:
+			ik_count(IK_ERRORS_IK422, 1);
+			break;
+		case ERRCODE_IK_PROTOCOL_VIOLATION:
+			ik_count(IK_ERRORS_IK428, 1);
+			break;
+	}
+}
+
+static void count_claim_latency(instr_time started);
+
+/*
+ * Call fn, counting the SQLSTATE of any error of ours that it raises on its
+ * way out, and, for a claim, its latency whatever the outcome.  Every
+ * SQL-callable function of the extension goes through here.
+ */
+Datum
+ik_counted_call(PGFunction fn, FunctionCallInfo fcinfo, bool is_claim)
+{
+	volatile Datum result = (Datum) 0;
+	instr_time	started;
+
+	INSTR_TIME_SET_CURRENT(started);
+	PG_TRY();
+	{
+		result = fn(fcinfo);
+	}
+	PG_CATCH();
+	{
+		ik_count_error(geterrcode());
+		if (is_claim)
+			count_claim_latency(started);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (is_claim)
+		count_claim_latency(started);
+	return result;
+}
+
+static void
+count_claim_latency(instr_time started)
+{
+	IkStatsSlot *slot = database_slot();
+	instr_time	elapsed;
+	double		seconds;
+	int			b = 0;
+
+	if (slot == NULL)
+		return;
+	INSTR_TIME_SET_CURRENT(elapsed);
+	INSTR_TIME_SUBTRACT(elapsed, started);
+	seconds = INSTR_TIME_GET_DOUBLE(elapsed);
+	while (b < (int) lengthof(latency_bounds) && seconds > latency_bounds[b])
+		b++;
+	pg_atomic_fetch_add_u64(&slot->latency_buckets[b], 1);
+	pg_atomic_fetch_add_u64(&slot->latency_sum_ns,
+							(uint64) INSTR_TIME_GET_MICROSEC(elapsed) * 1000);
+}
+
+void
+ik_count_reap(uint64 rows)
+{
+	IkStatsSlot *slot = database_slot();
+
+	if (slot == NULL)
+		return;
+	pg_atomic_fetch_add_u64(&slot->counters[IK_REAPER_RUNS], 1);
+	pg_atomic_fetch_add_u64(&slot->counters[IK_REAPED_ROWS], rows);
+	pg_atomic_write_u64(&slot->last_reap, (uint64) GetCurrentTimestamp());
+}
+
+static void
+require_shared_memory(void)
+{
+	if (shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("idempotency statistics need the library in shared_preload_libraries"),
+				 errhint("Add 'idempotency' to shared_preload_libraries and restart the server.")));
+}
+
+static ArrayType *
+float8_array(const double *values, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * n);
+
+	for (int i = 0; i < n; i++)
+		d[i] = Float8GetDatum(values[i]);
+	return construct_array(d, n, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL,
+						   TYPALIGN_DOUBLE);
+}
+
+/*
+ * stats() RETURNS SETOF record: one row per database with counters,
+ * behind the view idempotency.stats.  The histogram comes as Prometheus
+ * wants it: bucket upper bounds (the last is +Inf), cumulative counts,
+ * sum and count.
+ */
+Datum
+idempotency_stats(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	double		bounds[IK_LATENCY_BUCKETS];
+
+	require_shared_memory();
+	InitMaterializedSRF(fcinfo, 0);
+
+	for (int i = 0; i < (int) lengthof(latency_bounds); i++)
+		bounds[i] = latency_bounds[i];
+	bounds[IK_LATENCY_BUCKETS - 1] = get_float8_infinity();
+
+	for (int s = 0; s <= IK_STATS_SLOTS; s++)
+	{
+		IkStatsSlot *slot = &shared->slots[s];
+		Oid			dboid = pg_atomic_read_u32(&slot->dboid);
+		Datum		values[IK_NUM_COUNTERS + 7];
+		bool		nulls[IK_NUM_COUNTERS + 7];
+		Datum		cumulative[IK_LATENCY_BUCKETS];
+		uint64		running = 0;
+		uint64		last_reap = pg_atomic_read_u64(&slot->last_reap);
+		int			c = 0;
+
+		if (s < IK_STATS_SLOTS && dboid == InvalidOid)
+			continue;
+		memset(nulls, false, sizeof(nulls));
+
+		values[c] = ObjectIdGetDatum(dboid);
+		nulls[c++] = (s == IK_STATS_SLOTS);
+		for (int i = 0; i < IK_NUM_COUNTERS; i++)
+			values[c++] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->counters[i]));
+		values[c] = TimestampTzGetDatum((TimestampTz) last_reap);
+		nulls[c++] = (last_reap == 0);
+
+		for (int i = 0; i < IK_LATENCY_BUCKETS; i++)
+		{
+			running += pg_atomic_read_u64(&slot->latency_buckets[i]);
+			cumulative[i] = Int64GetDatum((int64) running);
+		}
+		values[c++] = PointerGetDatum(float8_array(bounds, IK_LATENCY_BUCKETS));
+		values[c++] = PointerGetDatum(construct_array(cumulative, IK_LATENCY_BUCKETS,
+													  INT8OID, sizeof(int64),
+													  FLOAT8PASSBYVAL,
+													  TYPALIGN_DOUBLE));
+		values[c++] = Float8GetDatum(pg_atomic_read_u64(&slot->latency_sum_ns) / 1e9);
+		values[c++] = Int64GetDatum((int64) running);
+		values[c++] = TimestampTzGetDatum((TimestampTz) pg_atomic_read_u64(&shared->reset_at));
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* stats_reset(): zero every database's counters. */
+Datum
+idempotency_stats_reset(PG_FUNCTION_ARGS)
+{
+	require_shared_memory();
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	for (int s = 0; s <= IK_STATS_SLOTS; s++)
+	{
+		IkStatsSlot *slot = &shared->slots[s];
+
+		for (int i = 0; i < IK_NUM_COUNTERS; i++)
+			pg_atomic_write_u64(&slot->counters[i], 0);
+		for (int i = 0; i < IK_LATENCY_BUCKETS; i++)
+			pg_atomic_write_u64(&slot->latency_buckets[i], 0);
+		pg_atomic_write_u64(&slot->latency_sum_ns, 0);
+		pg_atomic_write_u64(&slot->last_reap, 0);
+	}
+	pg_atomic_write_u64(&shared->reset_at, (uint64) GetCurrentTimestamp());
+	LWLockRelease(shared->lock);
+	PG_RETURN_VOID();
+}
