@@ -350,6 +350,8 @@ reap_round(bool *have_lock)
 			deleted = ik_reap_batch(ik_reaper_batch_size,
 									GetCurrentTransactionStartTimestamp());
 			total += deleted;
+			if (deleted < ik_reaper_batch_size)
+				ik_count_reap(total);
 		}
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -360,9 +362,6 @@ reap_round(bool *have_lock)
 			elog(DEBUG1, "idempotency reaper: extension not installed in this database");
 		CHECK_FOR_INTERRUPTS();
 	} while (deleted >= ik_reaper_batch_size);
-
-	if (installed)
-		ik_count_reap(total);
 }
 
 void

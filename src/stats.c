@@ -6,7 +6,8 @@
  * Every counter is a pg_atomic_uint64 in a per-database slot, so counting
  * takes no lock: a backend finds its database's slot once, under the
  * tranche's LWLock, and then only adds.  A database that finds every slot
- * taken counts in a last, shared "other databases" slot.
+ * taken, none of them by a dropped database, counts in a last, shared
+ * "other databases" slot.
  *
  * Shared memory exists only with the library in shared_preload_libraries.
  * Without it counting does nothing and the view says why.
@@ -17,6 +18,7 @@
 
 #include <math.h>
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -28,6 +30,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(idempotency_stats);
@@ -113,7 +116,23 @@ ik_stats_install_hooks(void)
 	shmem_startup_hook = stats_shmem_startup;
 }
 
-/* This database's slot, found or taken once per backend; NULL without shmem. */
+static void
+zero_slot(IkStatsSlot *slot)
+{
+	for (int i = 0; i < IK_NUM_COUNTERS; i++)
+		pg_atomic_write_u64(&slot->counters[i], 0);
+	for (int i = 0; i < IK_LATENCY_BUCKETS; i++)
+		pg_atomic_write_u64(&slot->latency_buckets[i], 0);
+	pg_atomic_write_u64(&slot->latency_sum_ns, 0);
+	pg_atomic_write_u64(&slot->last_reap, 0);
+}
+
+/*
+ * This database's slot, found or taken once per backend; NULL without
+ * shared memory.  When every slot is taken, one of a database that has
+ * since been dropped is recycled, which needs the catalogs and so a
+ * transaction; failing that, the shared last slot is used.
+ */
 static IkStatsSlot *
 database_slot(void)
 {
@@ -129,6 +148,17 @@ database_slot(void)
 			my_slot = &shared->slots[s];
 		else if (owner == InvalidOid)
 		{
+			pg_atomic_write_u32(&shared->slots[s].dboid, MyDatabaseId);
+			my_slot = &shared->slots[s];
+		}
+	}
+	for (int s = 0; s < IK_STATS_SLOTS && my_slot == NULL && IsTransactionState(); s++)
+	{
+		Oid			owner = pg_atomic_read_u32(&shared->slots[s].dboid);
+
+		if (!SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(owner)))
+		{
+			zero_slot(&shared->slots[s]);
 			pg_atomic_write_u32(&shared->slots[s].dboid, MyDatabaseId);
 			my_slot = &shared->slots[s];
 		}
@@ -324,16 +354,7 @@ idempotency_stats_reset(PG_FUNCTION_ARGS)
 
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	for (int s = 0; s <= IK_STATS_SLOTS; s++)
-	{
-		IkStatsSlot *slot = &shared->slots[s];
-
-		for (int i = 0; i < IK_NUM_COUNTERS; i++)
-			pg_atomic_write_u64(&slot->counters[i], 0);
-		for (int i = 0; i < IK_LATENCY_BUCKETS; i++)
-			pg_atomic_write_u64(&slot->latency_buckets[i], 0);
-		pg_atomic_write_u64(&slot->latency_sum_ns, 0);
-		pg_atomic_write_u64(&slot->last_reap, 0);
-	}
+		zero_slot(&shared->slots[s]);
 	pg_atomic_write_u64(&shared->reset_at, (uint64) GetCurrentTimestamp());
 	LWLockRelease(shared->lock);
 	PG_RETURN_VOID();

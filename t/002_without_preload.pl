@@ -1,5 +1,6 @@
 # Without shared_preload_libraries every function works: the library loads
-# on first use and registers the commit guard in that backend.
+# on first use and registers the commit guard in that backend.  Only the
+# statistics need shared memory, and say so.
 use strict;
 use warnings;
 
@@ -63,6 +64,13 @@ $holder->quit;
 is( $node->safe_psql('postgres', q{
 		SELECT outcome FROM idempotency.claim('m', 'k3', '\x01')}),
 	'replay', 'and replays after the holder commits');
+
+# Statistics need shared memory: the view says so, with the remedy.
+($ret, $stdout, $stderr) = $node->psql('postgres', 'SELECT * FROM idempotency.stats');
+like($stderr, qr/ERROR:  idempotency statistics need the library in shared_preload_libraries/,
+	'the stats view explains that it needs preloading');
+like($stderr, qr/HINT:  Add 'idempotency' to shared_preload_libraries and restart the server./,
+	'with a hint');
 
 $node->stop;
 done_testing();
