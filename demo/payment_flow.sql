@@ -104,3 +104,11 @@ SELECT count(*) AS keys_key_4 FROM idempotency.keys WHERE scope = 'merchant_42' 
 SELECT id, merchant, amount FROM charges ORDER BY id;
 SELECT scope, key, response_status, response_body->>'id' AS charge
   FROM idempotency.keys ORDER BY scope, key;
+
+\echo
+\echo '=== What the operators see: the counters of this database (idempotency.stats) ==='
+\x on
+SELECT claims_new, claims_replay, errors_ik409, errors_ik410, errors_ik422,
+       errors_ik428, completions, releases_5xx, claim_latency_seconds_count
+  FROM idempotency.stats WHERE database = current_database();
+\x off
