@@ -9,7 +9,14 @@ packages=(
   postgresql-15            # server, contrib modules (pgcrypto), isolation tester
   postgresql-server-dev-15 # PGXS, pg_regress, pg_isolation_regress, TAP modules
   libipc-run-perl          # needed by PostgreSQL::Test::* (TAP)
+  prometheus-postgres-exporter  # t/007 runs it with contrib/prometheus/queries.yaml
+  prometheus               # promtool: checks and unit-tests contrib/prometheus/alerts.yml
 )
+# Packages installed for their programs only: the tests start what they need
+# themselves (the exporter on a free loopback port). These packages enable and
+# start system services (ports 9090 and 9187): stop and disable them when this
+# run installs them.
+services=(prometheus prometheus-postgres-exporter)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -31,3 +38,13 @@ echo "setup-debian: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+for svc in "${services[@]}"; do
+  case " ${missing[*]} " in *" $svc "*) ;; *) continue ;; esac
+  if [ -d /run/systemd/system ]; then
+    systemctl disable --now "$svc.service" >/dev/null 2>&1 || true
+  elif [ -x "/etc/init.d/$svc" ]; then
+    invoke-rc.d "$svc" stop >/dev/null 2>&1 || true
+    update-rc.d "$svc" disable >/dev/null 2>&1 || true
+  fi
+done
