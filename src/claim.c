@@ -378,6 +378,8 @@ claim(FunctionCallInfo fcinfo)
 	IkRow		row;
 	pg_uuid_t  *token;
 
+	ik_require_writable("idempotency.claim()");
+
 	req.scope = ik_arg_name(fcinfo, 0, "scope");
 	req.key = ik_arg_name(fcinfo, 1, "key");
 	req.fingerprint = ik_arg_fingerprint(fcinfo, 2, "fingerprint");
@@ -583,6 +585,8 @@ complete(FunctionCallInfo fcinfo)
 	IkClaim    *claim;
 	const char *result;
 
+	ik_require_writable("idempotency.complete()");
+
 	if (!PG_ARGISNULL(5))
 		result = complete_durable(scope, key, PG_GETARG_UUID_P(5), &response);
 	else
@@ -614,6 +618,8 @@ release(FunctionCallInfo fcinfo)
 	text	   *scope = ik_arg_name(fcinfo, 0, "scope");
 	text	   *key = ik_arg_name(fcinfo, 1, "key");
 	IkPolicy	policy;
+
+	ik_require_writable("idempotency.release()");
 
 	if (PG_ARGISNULL(2))
 		ik_claim_close(open_claim_or_error(scope, key, "release"));

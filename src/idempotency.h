@@ -54,6 +54,7 @@ extern int	ik_reaper_batch_size;
 extern void ik_define_gucs(void);
 
 /* validate.c: argument checks that raise IK400 naming the argument */
+extern void ik_require_writable(const char *funcname);
 extern text *ik_arg_text(FunctionCallInfo fcinfo, int argno,
 						 const char *argname, int maxbytes);
 extern text *ik_arg_name(FunctionCallInfo fcinfo, int argno,

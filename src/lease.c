@@ -115,6 +115,8 @@ checkpoint(FunctionCallInfo fcinfo)
 	pg_uuid_t  *token = ik_arg_token(fcinfo, 3, "lease_token");
 	IkPolicy	policy;
 
+	ik_require_writable("idempotency.checkpoint()");
+
 	ik_policy_for(scope, &policy);
 	if (policy.mode == IK_MODE_ENFORCE &&
 		!ik_store_checkpoint(scope, key, token, recovery_point,

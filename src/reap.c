@@ -97,6 +97,8 @@ reap(FunctionCallInfo fcinfo)
 	int64		total = 0;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 
+	ik_require_writable("idempotency.reap()");
+
 	ik_check_argument_not_null(fcinfo, 0, "max_rows");
 	max_rows = PG_GETARG_INT32(0);
 	if (max_rows < 1)

@@ -13,9 +13,27 @@
 
 #include <limits.h>
 
+#include "access/xlog.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "mb/pg_wchar.h"
 #include "utils/timestamp.h"
+
+/*
+ * The functions that write refuse to run on a standby, and in a read-only
+ * transaction, before anything else: a claim belongs in the transaction of
+ * a charge, which cannot run there either.
+ */
+void
+ik_require_writable(const char *funcname)
+{
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot run %s on a standby", funcname),
+				 errhint("Idempotency keys are claimed on the primary, in the transaction of the charge they guard.")));
+	PreventCommandIfReadOnly(funcname);
+}
 
 void
 ik_check_argument_not_null(FunctionCallInfo fcinfo, int argno,
