@@ -12,7 +12,7 @@ PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
 
 REGRESS = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
-REGRESS_OPTS = --load-extension=pgcrypto --load-extension=idempotency
+REGRESS_OPTS = --encoding=UTF8 --load-extension=pgcrypto --load-extension=idempotency
 ISOLATION = $(sort $(basename $(notdir $(wildcard specs/*.spec))))
 ISOLATION_OPTS = --load-extension=pgcrypto --load-extension=idempotency
 
