@@ -108,3 +108,21 @@ SET idempotency.ttl = 'forever';
 SET idempotency.ttl = '2d';
 SHOW idempotency.ttl;
 RESET idempotency.ttl;
+
+-- A window that ends past the last representable timestamp never ends; it
+-- must not wrap around into the past (found by the API fuzzer).
+INSERT INTO idempotency.policies (scope, ttl, retain)
+VALUES ('forever', '300000 years', '300000 years');
+BEGIN;
+SELECT outcome FROM idempotency.claim('forever', 'k', '\x01');
+SELECT idempotency.complete('forever', 'k', 201, '{"id": 1}');
+COMMIT;
+SELECT expires_at, retain_until FROM idempotency.keys WHERE scope = 'forever';
+SELECT outcome, response_body FROM idempotency.claim('forever', 'k', '\x01');
+SELECT lease_token IS NOT NULL AS has_token
+  FROM idempotency.claim('forever', 'durable', '\x01', lease => '1 minute');
+SELECT expires_at, retain_until FROM idempotency.keys WHERE scope = 'forever' AND key = 'durable';
+SELECT idempotency.reap() >= 0 AS reaped;
+SELECT count(*) AS kept FROM idempotency.keys WHERE scope = 'forever';
+DELETE FROM idempotency.keys WHERE scope = 'forever';
+DELETE FROM idempotency.policies WHERE scope = 'forever';

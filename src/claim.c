@@ -194,7 +194,7 @@ sleep_before_next_look(TimestampTz deadline, int *nap_ms)
 static ClaimOutcome
 decide(const ClaimRequest *req, IkRow *row)
 {
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+	TimestampTz deadline = ik_time_plus_ms(GetCurrentTimestamp(),
 													   req->wait_ms);
 	int			nap_ms = 1;
 	IkRow		seen;
@@ -306,11 +306,11 @@ start_durable_claim(const ClaimRequest *req, bool replace)
 	w.completed = false;
 	ik_new_lease_token(&w.lease_token);
 	w.lease_ms = req->lease_ms;
-	w.lease_expires_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+	w.lease_expires_at = ik_time_plus_ms(GetCurrentTimestamp(),
 													 req->lease_ms);
 	w.created_at = req->now;
-	w.expires_at = TimestampTzPlusMilliseconds(req->now, req->policy.ttl_ms);
-	w.retain_until = TimestampTzPlusMilliseconds(req->now, req->policy.retain_ms);
+	w.expires_at = ik_time_plus_ms(req->now, req->policy.ttl_ms);
+	w.retain_until = ik_time_plus_ms(req->now, req->policy.retain_ms);
 	ik_store_write(&w, replace);
 	*token = w.lease_token;
 	return token;
@@ -436,7 +436,7 @@ claim(FunctionCallInfo fcinfo)
 				req.lease_ms = row.lease_ms;
 			if (!ik_store_resume(req.scope, req.key, &row.lease_token, token,
 								 req.lease_ms,
-								 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+								 ik_time_plus_ms(GetCurrentTimestamp(),
 															 req.lease_ms)))
 				raise_in_progress(&req, "The durable claim's holder");
 			ik_count(IK_CLAIMS_RESUME, 1);
@@ -528,8 +528,8 @@ store_response(text *scope, text *key, bytea *fingerprint,
 	w.completed = true;
 	w.response = *response;
 	w.created_at = created_at;
-	w.expires_at = TimestampTzPlusMilliseconds(created_at, policy->ttl_ms);
-	w.retain_until = TimestampTzPlusMilliseconds(created_at, policy->retain_ms);
+	w.expires_at = ik_time_plus_ms(created_at, policy->ttl_ms);
+	w.retain_until = ik_time_plus_ms(created_at, policy->retain_ms);
 	if (policy->mode == IK_MODE_SHADOW)
 		ik_store_record(&w, GetCurrentTransactionStartTimestamp());
 	else

@@ -62,6 +62,7 @@ extern text *ik_arg_name(FunctionCallInfo fcinfo, int argno,
 extern bytea *ik_arg_fingerprint(FunctionCallInfo fcinfo, int argno,
 								 const char *argname);
 extern int64 ik_interval_ms(const Interval *iv);
+extern TimestampTz ik_time_plus_ms(TimestampTz t, int64 ms);
 extern int64 ik_arg_interval_ms(FunctionCallInfo fcinfo, int argno,
 								const char *argname, bool *isnull);
 extern pg_uuid_t *ik_arg_token(FunctionCallInfo fcinfo, int argno,

@@ -16,6 +16,7 @@
 #include "access/xlog.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "common/int.h"
 #include "mb/pg_wchar.h"
 #include "utils/timestamp.h"
 
@@ -130,6 +131,25 @@ ik_interval_ms(const Interval *iv)
 		(__int128) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
 
 	return (int64) Max(Min(usecs / 1000, PG_INT64_MAX), PG_INT64_MIN);
+}
+
+/*
+ * t plus a non-negative number of milliseconds, saturating at the end of
+ * time: a replay window or retention that ends past the last representable
+ * timestamp never ends, which 'infinity' says exactly.  Plain addition
+ * would wrap around into the past and expire the key at once.
+ */
+TimestampTz
+ik_time_plus_ms(TimestampTz t, int64 ms)
+{
+	int64		us;
+	TimestampTz result;
+
+	if (pg_mul_s64_overflow(ms, 1000, &us) ||
+		pg_add_s64_overflow(t, us, &result) ||
+		!IS_VALID_TIMESTAMP(result))
+		return DT_NOEND;
+	return result;
 }
 
 /*
