@@ -19,6 +19,7 @@ ISOLATION_OPTS = --load-extension=pgcrypto --load-extension=idempotency
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+include fuzz/fuzz.mk
 
 # ---------------------------------------------------------------------------
 # Entry points (as root on Debian 12; CI runs `make test` from .ci/run).

@@ -11,6 +11,7 @@ packages=(
   libipc-run-perl          # needed by PostgreSQL::Test::* (TAP)
   prometheus-postgres-exporter  # t/007 runs it with contrib/prometheus/queries.yaml
   prometheus               # promtool: checks and unit-tests contrib/prometheus/alerts.yml
+  sqlsmith                 # make fuzz: random SQL against a cluster with the extension
 )
 # Packages installed for their programs only: the tests start what they need
 # themselves (the exporter on a free loopback port). These packages enable and
