@@ -20,6 +20,7 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 include fuzz/fuzz.mk
+include scripts/sanitize.mk
 
 # ---------------------------------------------------------------------------
 # Entry points (as root on Debian 12; CI runs `make test` from .ci/run).
@@ -35,4 +36,4 @@ setup:
 demo:
 	MAKE='$(MAKE)' bash scripts/demo.sh
 test:
-	MAKE='$(MAKE)' bash scripts/test.sh
+	MAKE='$(MAKE)' bash $(IDEMPOTENCY_TEST_SCRIPT)

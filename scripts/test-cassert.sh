@@ -1,0 +1,475 @@
+#!/usr/bin/env bash
+# Memory-safety test modes (docs/memory-safety.md).  Runs the whole suite -- pg_regress
+# (sql/), isolation (specs/) and TAP (t/*.pl) -- against a private PostgreSQL 15 built
+# from Debian's source package with --enable-cassert --enable-debug, then scans every
+# server log for assertion failures, crashes and sanitizer / valgrind reports.
+#
+#   bash scripts/test-cassert.sh                  # make test-cassert:  assertions
+#   bash scripts/test-cassert.sh --mode sanitize  # make test-sanitize: + ASan/UBSan extension
+#   bash scripts/test-cassert.sh --mode valgrind  # make test-valgrind: + server under memcheck
+#
+# scripts/test-sanitize.sh and scripts/test-valgrind.sh call this script with their mode.
+# Run as root on Debian 12: it installs the Debian packages it needs, runs the servers as
+# the unprivileged postgres user, and never touches the system PostgreSQL installation.
+# Nothing is built in the source tree: the tree is copied into a work directory
+# (default /tmp/idempotency-check-MODE, kept afterwards for its logs).
+#
+# Settings (environment):
+#   CASSERT_PREFIX   the assert-enabled PostgreSQL (default /opt/idempotency-pg15-cassert);
+#                    built once, then reused while its build stamp matches
+#   SANITIZE_PREFIX  copy of it used by --mode sanitize (default /opt/idempotency-pg15-asan)
+#   VALGRIND_PREFIX  copy of it used by --mode valgrind (default /opt/idempotency-pg15-valgrind)
+#   CHECK_WORKDIR    work directory (default /tmp/idempotency-check-MODE)
+#   PG_BUILD_DIR     scratch directory of the PostgreSQL build, removed after a successful
+#                    build (default /var/tmp/idempotency-pg15-build)
+#   SUITE_TIMEOUT    seconds allowed to each of the three suites (default per mode)
+#   PROVE_FLAGS      extra flags for prove (e.g. -v); TAP_TESTS="t/001_x.pl ..." to run a subset
+#   SUITES           the suites to run (default "regress isolation tap"), for a quicker look
+#   VALGRIND_OPTS    extra valgrind options (valgrind reads it itself), e.g. --track-origins=yes
+#                    to find where an uninitialised value came from (about 1.6x slower)
+#   REBUILD_PG=1     rebuild the assert-enabled PostgreSQL even if its stamp matches
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MAKE=${MAKE:-make}
+
+mode=cassert
+while [ $# -gt 0 ]; do
+  case $1 in
+    --mode=*) mode=${1#--mode=} ;;
+    --mode) mode=${2:?--mode needs a value}; shift ;;
+    *) echo "usage: $0 [--mode cassert|sanitize|valgrind]" >&2; exit 2 ;;
+  esac
+  shift
+done
+case $mode in cassert|sanitize|valgrind) ;; *) echo "unknown mode: $mode" >&2; exit 2 ;; esac
+
+# Under `make -n` (a recipe that names $(MAKE) runs even then) only say what would run.
+mflags=${MAKEFLAGS-}; mflags=${mflags%% *}
+if [[ -n $mflags && $mflags != *=* && $mflags != -* && $mflags == *n* ]]; then
+  echo "(make -n: would run bash scripts/test-cassert.sh --mode $mode)"; exit 0
+fi
+# Nothing of the calling make (-k, -n, PG_CONFIG=..., SANITIZE=...) reaches the builds here.
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "test-$mode: run as root (it installs packages and runs the servers as postgres)" >&2
+  exit 2
+fi
+
+CASSERT_PREFIX=${CASSERT_PREFIX:-/opt/idempotency-pg15-cassert}
+SANITIZE_PREFIX=${SANITIZE_PREFIX:-/opt/idempotency-pg15-asan}
+VALGRIND_PREFIX=${VALGRIND_PREFIX:-/opt/idempotency-pg15-valgrind}
+PG_BUILD_DIR=${PG_BUILD_DIR:-/var/tmp/idempotency-pg15-build}
+work=${CHECK_WORKDIR:-/tmp/idempotency-check-$mode}
+case $mode in
+  cassert)  prefix=$CASSERT_PREFIX;  default_timeout=1800; test_timeout=180 ;;
+  sanitize) prefix=$SANITIZE_PREFIX; default_timeout=1800; test_timeout=180 ;;
+  valgrind) prefix=$VALGRIND_PREFIX; default_timeout=7200; test_timeout=900 ;;
+esac
+SUITE_TIMEOUT=${SUITE_TIMEOUT:-$default_timeout}
+SUITES=${SUITES:-regress isolation tap}
+want() { [[ " $SUITES " == *" $1 "* ]]; }
+pg_major=15
+# The assert-enabled build.  USE_VALGRIND (pg_config_manual.h) makes memory contexts tell
+# valgrind which palloc'd bytes are defined and accessible; outside valgrind it costs a few
+# no-op instructions, so one build serves all three modes.
+PG_CONFIGURE_OPTS=(--enable-cassert --enable-debug --enable-tap-tests --with-openssl
+                   --without-icu --with-readline --with-zlib)
+PG_CPPFLAGS_BUILD="-DUSE_VALGRIND"
+PG_CFLAGS_BUILD="-O2 -fno-omit-frame-pointer"
+# Extension flags for --mode sanitize (gcc: libasan/libubsan come with Debian's gcc-12).
+SANITIZE_COPT="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -O1 -g"
+
+t_start=$(date +%s)
+phase_start=$t_start
+phase() {  # phase NAME: print the time the previous phase took, then NAME
+  local now; now=$(date +%s)
+  [ -z "${phase_name-}" ] || echo "--- $phase_name: $((now - phase_start)) s"
+  phase_name=$1; phase_start=$now
+  [ -z "$1" ] || echo "=== [$mode] $1 ==="
+}
+
+# --- set-up: Debian packages -----------------------------------------------------------
+# scripts/setup-debian.sh: PostgreSQL 15 (its version picks the source package), PGXS,
+# libipc-run-perl for TAP, the prometheus tools for t/007.  Here, on top of it:
+#   bzip2                       unpacks the source tarball
+#   libssl-dev                  --with-openssl: pgcrypto, and the SHA-256/HMAC of cryptohash
+#                               as in Debian's build (the extension's fingerprints use it)
+#   zlib1g-dev, libreadline-dev as in Debian's build (pg_basebackup compression, psql)
+#   libasan8, libubsan1         (sanitize) gcc's ASan/UBSan runtimes
+#   valgrind                    (valgrind)
+install_packages() {
+  local p status missing=()
+  for p in "$@"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+    [ "$status" = installed ] || missing+=("$p")
+  done
+  [ ${#missing[@]} -gt 0 ] || { echo "test-$mode: packages present ($*)"; return 0; }
+  echo "test-$mode: installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+phase "set-up (Debian packages)"
+bash scripts/setup-debian.sh
+pkgs=(build-essential bzip2 libssl-dev zlib1g-dev libreadline-dev libipc-run-perl)
+[ "$mode" != sanitize ] || pkgs+=(libasan8 libubsan1)
+[ "$mode" != valgrind ] || pkgs+=(valgrind)
+install_packages "${pkgs[@]}"
+
+# --- the assert-enabled PostgreSQL ------------------------------------------------------
+# Built from the Debian source package of the installed postgresql-15 (or, when the archive
+# no longer serves that one, the newest 15.x source it does serve), from the upstream tarball
+# of that package (Debian's patches only change paths and packaging).  A stamp file records
+# what was built; a prefix whose stamp matches and whose server runs is reused as it is.
+sys_version=$(dpkg-query -W -f='${Version}' postgresql-$pg_major)
+build_key="system postgresql-$pg_major $sys_version; configure ${PG_CONFIGURE_OPTS[*]} CPPFLAGS=$PG_CPPFLAGS_BUILD CFLAGS=$PG_CFLAGS_BUILD"
+stamp_name=idempotency-build.stamp
+
+cassert_build_ok() {
+  local p=$CASSERT_PREFIX lib pgxs
+  [ -f "$p/$stamp_name" ] && [ "$(sed -n 1p "$p/$stamp_name")" = "$build_key" ] &&
+    "$p/bin/postgres" -V >/dev/null 2>&1 &&
+    [[ $("$p/bin/pg_config" --configure) == *--enable-cassert* ]] || return 1
+  lib=$("$p/bin/pg_config" --pkglibdir)         # PREFIX/lib/postgresql
+  pgxs=$(dirname "$(dirname "$(dirname "$("$p/bin/pg_config" --pgxs)")")")
+  [ -x "$pgxs/src/test/isolation/pg_isolation_regress" ] &&
+    [ -x "$pgxs/src/test/regress/pg_regress" ] &&
+    [ -f "$pgxs/src/test/perl/PostgreSQL/Test/Cluster.pm" ] &&
+    [ -f "$lib/pgcrypto.so" ] && [ -f "$p/share/valgrind.supp" ]
+}
+
+build_cassert() {
+  local A dl=$PG_BUILD_DIR/download versions v tarball srcdir got=
+  rm -rf "$PG_BUILD_DIR"; mkdir -p "$dl" "$PG_BUILD_DIR/apt/parts" "$PG_BUILD_DIR/apt/lists/partial"
+  # Debian's own sources, as deb-src, in a private list directory: the system's apt
+  # configuration is not changed.
+  sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources \
+    >"$PG_BUILD_DIR/apt/parts/src.sources"
+  A=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$PG_BUILD_DIR/apt/parts"
+     -o "Dir::State::Lists=$PG_BUILD_DIR/apt/lists")
+  apt-get "${A[@]}" update -q
+  # Installed version first, then the archive's other 15.x versions, newest first.
+  versions=$( { echo "$sys_version"
+                apt-cache "${A[@]}" showsrc postgresql-$pg_major | sed -n 's/^Version: //p' \
+                  | sort -u | sort -r -V; } | awk '!seen[$0]++')
+  for v in $versions; do
+    if (cd "$dl" && apt-get "${A[@]}" source -q --download-only "postgresql-$pg_major=$v" \
+          >"$PG_BUILD_DIR/download.log" 2>&1); then got=$v; break; fi
+    echo "test-$mode: source postgresql-$pg_major=$v not downloadable; trying an older one"
+  done
+  [ -n "$got" ] || { cat "$PG_BUILD_DIR/download.log"; echo "no postgresql-$pg_major source" >&2; return 1; }
+  tarball=$(ls "$dl"/postgresql-"$pg_major"_*.orig.tar.* | head -n1)
+  echo "test-$mode: building $(basename "$tarball") (Debian $got; installed: $sys_version) into $CASSERT_PREFIX"
+  tar -C "$PG_BUILD_DIR" -xf "$tarball"
+  srcdir=$(ls -d "$PG_BUILD_DIR"/postgresql-"$pg_major".*/ | head -n1)
+  (
+    cd "$srcdir"
+    ./configure -q --prefix="$CASSERT_PREFIX" "${PG_CONFIGURE_OPTS[@]}" \
+      CPPFLAGS="$PG_CPPFLAGS_BUILD" CFLAGS="$PG_CFLAGS_BUILD" >"$PG_BUILD_DIR/configure.log"
+    $MAKE -s -j"$(nproc)" >"$PG_BUILD_DIR/make.log" 2>&1 ||
+      { tail -n 50 "$PG_BUILD_DIR/make.log"; exit 1; }
+    $MAKE -s -j"$(nproc)" -C contrib/pgcrypto >>"$PG_BUILD_DIR/make.log" 2>&1 ||
+      { tail -n 50 "$PG_BUILD_DIR/make.log"; exit 1; }
+    rm -rf "$CASSERT_PREFIX"
+    {
+      $MAKE -s install
+      $MAKE -s -C src/test/isolation install   # pg_isolation_regress, isolationtester
+      $MAKE -s -C contrib/pgcrypto install
+    } >"$PG_BUILD_DIR/install.log" 2>&1 || { tail -n 50 "$PG_BUILD_DIR/install.log"; exit 1; }
+    cp src/tools/valgrind.supp "$CASSERT_PREFIX/share/valgrind.supp"
+  )
+  printf '%s\nbuilt from Debian source postgresql-%s=%s on %s\n' "$build_key" "$pg_major" \
+    "$got" "$(date -u +%FT%TZ)" >"$CASSERT_PREFIX/$stamp_name"
+  rm -rf "$PG_BUILD_DIR"
+}
+
+phase "assert-enabled PostgreSQL in $CASSERT_PREFIX"
+exec {lockfd}>"$CASSERT_PREFIX.lock"
+flock -w 3600 "$lockfd" || { echo "test-$mode: $CASSERT_PREFIX.lock is held" >&2; exit 1; }
+if [ "${REBUILD_PG-}" != 1 ] && cassert_build_ok; then
+  echo "test-$mode: reusing $CASSERT_PREFIX ($(sed -n 2p "$CASSERT_PREFIX/$stamp_name"))"
+else
+  build_cassert
+  cassert_build_ok || { echo "test-$mode: the build in $CASSERT_PREFIX is incomplete" >&2; exit 1; }
+fi
+
+# --sanitize and --valgrind use a copy of it whose bin/postgres is a wrapper script around
+# the real server (bin/postgres.real), so that pg_ctl, initdb and PostgreSQL::Test::Cluster
+# start the wrapped server without knowing: the copies let the three modes install their own
+# idempotency.so side by side.
+make_wrapped_copy() {  # make_wrapped_copy WRAPPER-TEXT
+  local key
+  key="$(sed -n 1,2p "$CASSERT_PREFIX/$stamp_name")
+$1"
+  if [ -f "$prefix/$stamp_name" ] && [ "$(cat "$prefix/$stamp_name")" = "$key" ] &&
+     [ -x "$prefix/bin/postgres.real" ]; then
+    echo "test-$mode: reusing $prefix"
+    return
+  fi
+  echo "test-$mode: copying $CASSERT_PREFIX to $prefix"
+  rm -rf "$prefix"
+  cp -a "$CASSERT_PREFIX" "$prefix"
+  mv "$prefix/bin/postgres" "$prefix/bin/postgres.real"
+  printf '%s\n' "$1" >"$prefix/bin/postgres"
+  chmod 755 "$prefix/bin/postgres"
+  printf '%s\n' "$key" >"$prefix/$stamp_name"
+}
+
+if [ "$mode" = sanitize ]; then
+  asan_lib=$(readlink -f "$(gcc -print-file-name=libasan.so)")
+  [ -f "$asan_lib" ] || { echo "test-$mode: no libasan.so from gcc" >&2; exit 1; }
+  phase "ASan copy in $prefix"
+  # detect_leaks=0: the postmaster's and backends' own allocations are not ours and are
+  # deliberately left to process exit.  abort_on_error: a report ends the process with
+  # SIGABRT, so the postmaster logs it and the test that caused it fails.
+  make_wrapped_copy "#!/bin/sh
+# test-sanitize: the server with gcc's ASan runtime preloaded, for an idempotency.so built
+# with -fsanitize=address,undefined (a report aborts the process: see the server log).
+LD_PRELOAD=$asan_lib\${LD_PRELOAD:+:\$LD_PRELOAD}
+ASAN_OPTIONS=\${IDEMPOTENCY_ASAN_OPTIONS:-detect_leaks=0:halt_on_error=1:abort_on_error=1:detect_odr_violation=0:print_summary=1}
+UBSAN_OPTIONS=\${IDEMPOTENCY_UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:abort_on_error=1:print_summary=1}
+export LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS
+exec \"\$(dirname \"\$0\")/postgres.real\" \"\$@\""
+elif [ "$mode" = valgrind ]; then
+  phase "valgrind copy in $prefix"
+  # initdb's bootstrap/single-user runs and version or config queries skip valgrind: the
+  # extension is not loaded there.  Every other server process runs under memcheck, one
+  # log file per process in $IDEMPOTENCY_VALGRIND_LOGDIR; --error-exitcode makes a backend
+  # with an error exit 128, which the postmaster treats as a crash.
+  make_wrapped_copy "#!/bin/sh
+# test-valgrind: the server under valgrind memcheck, with PostgreSQL's src/tools/valgrind.supp.
+dir=\$(dirname \"\$0\")
+case \" \$* \" in
+  *' --boot '*|*' --single '*|*' --check '*|*' -V '*|*' --version '*|*' -C '*|*' --describe-config '*)
+    exec \"\$dir/postgres.real\" \"\$@\" ;;
+esac
+logdir=\${IDEMPOTENCY_VALGRIND_LOGDIR:-/tmp/idempotency-valgrind}
+mkdir -p \"\$logdir\"
+exec valgrind --quiet --tool=memcheck --trace-children=yes \\
+  --trace-children-skip='/bin/*,/usr/bin/*,/usr/sbin/*' \\
+  --suppressions=\"\$dir/../share/valgrind.supp\" \\
+  --suppressions=\"\$dir/../share/idempotency-valgrind.supp\" \\
+  --error-exitcode=128 --error-limit=no --gen-suppressions=all --num-callers=40 \\
+  --leak-check=no --read-var-info=no --vgdb=no \\
+  --log-file=\"\$logdir/%p.log\" \\
+  \"\$dir/postgres.real\" \"\$@\""
+  cp scripts/valgrind.supp "$prefix/share/idempotency-valgrind.supp"
+fi
+flock -u "$lockfd"
+
+bindir=$("$prefix/bin/pg_config" --bindir)
+pgxs=$(cd "$(dirname "$("$prefix/bin/pg_config" --pgxs)")/../.." && pwd)   # .../lib/pgxs
+
+# --- the extension, built and installed from a copy of the tree -------------------------
+phase "build and install the extension into $prefix"
+exec {worklockfd}>"$work.lock"
+flock -n "$worklockfd" || { echo "test-$mode: another run holds $work.lock" >&2; exit 1; }
+if [ -d "$work/data" ] && [ -f "$work/data/postmaster.pid" ]; then   # a run killed earlier
+  runuser -u postgres -- "$bindir/pg_ctl" -D "$work/data" stop -m immediate -w >/dev/null 2>&1 || true
+fi
+rm -rf "$work"
+mkdir -p "$work/tree"
+tar -cf - --exclude=./.git --exclude=./tmp_check --exclude=./results --exclude=./output_iso \
+  --exclude='*.o' --exclude='*.so' --exclude='*.bc' --exclude=./log . | tar -C "$work/tree" -xf -
+chown -R postgres: "$work"
+tree=$work/tree
+as_pg() { runuser -u postgres -- env PATH="$bindir:$PATH" "$@"; }
+ext_make=(PG_CONFIG="$bindir/pg_config")
+[ "$mode" != sanitize ] || ext_make+=(COPT="$SANITIZE_COPT")
+(cd "$tree" && as_pg $MAKE --no-print-directory -s clean "${ext_make[@]}" >/dev/null &&
+   as_pg $MAKE --no-print-directory -s "${ext_make[@]}")
+(cd "$tree" && $MAKE --no-print-directory -s install "${ext_make[@]}")
+if [ "$mode" = sanitize ]; then
+  syms=$(nm -D "$("$bindir/pg_config" --pkglibdir)/idempotency.so")
+  grep -q __asan_report <<<"$syms" ||
+    { echo "test-$mode: the installed idempotency.so is not ASan-instrumented" >&2; exit 1; }
+  grep -q __ubsan_handle <<<"$syms" ||
+    { echo "test-$mode: the installed idempotency.so is not UBSan-instrumented" >&2; exit 1; }
+fi
+
+# --- bookkeeping (as scripts/test.sh) ---------------------------------------------------
+summary=(); total_pass=0; total_fail=0; status=0
+record() {  # record SUITE RESULT PASSED FAILED [NOTE]
+  summary+=("$(printf '%-10s %-5s %s' "$1:" "$2" "${5-}")")
+  total_pass=$((total_pass + $3)); total_fail=$((total_fail + $4))
+  [ "$2" != FAIL ] || status=1
+}
+regress_counts() {  # regress_counts LOG RC -> "passed failed"
+  local line
+  line=$(grep -E '^ *(All [0-9]+ tests passed|[0-9]+ of [0-9]+ tests failed)' "$1" 2>/dev/null | tail -n1 || true)
+  if [[ $line =~ All\ ([0-9]+)\ tests ]]; then echo "${BASH_REMATCH[1]} 0"
+  elif [[ $line =~ ([0-9]+)\ of\ ([0-9]+)\ tests ]]; then
+    echo "$((BASH_REMATCH[2] - BASH_REMATCH[1])) ${BASH_REMATCH[1]}"
+  elif [ "$2" -eq 0 ]; then echo "0 0"
+  else echo "0 1"; fi
+}
+
+vg_logdir=$work/valgrind
+export IDEMPOTENCY_VALGRIND_LOGDIR=$vg_logdir
+mkdir -p "$vg_logdir"; chown postgres: "$vg_logdir"
+
+# --- pg_regress + isolation against a throwaway cluster ---------------------------------
+# Unix socket only (listen_addresses = ''), in a private directory: no port can clash.
+data=$work/data sock=$work/sock port=54329
+server_log=$work/server.log
+stop_server() {
+  [ -f "$data/postmaster.pid" ] || return 0
+  runuser -u postgres -- "$bindir/pg_ctl" -D "$data" stop -m fast -w -t 300 >/dev/null 2>&1 ||
+    runuser -u postgres -- "$bindir/pg_ctl" -D "$data" stop -m immediate -w -t 60 >/dev/null 2>&1 || true
+}
+# TAP nodes left by a test killed on its timeout: stop them by their own postmaster.pid.
+stop_tap_nodes() {
+  local pidfile
+  for pidfile in "$tree"/tmp_check/t_*_data/pgdata/postmaster.pid; do
+    [ -f "$pidfile" ] || continue
+    echo "test-$mode: stopping a TAP node left running: ${pidfile%/postmaster.pid}"
+    runuser -u postgres -- "$bindir/pg_ctl" -D "${pidfile%/postmaster.pid}" stop -m immediate -w \
+      >/dev/null 2>&1 || true
+  done
+}
+cleanup() { stop_server; stop_tap_nodes; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+phase "pg_regress + isolation (private cluster, shared_preload_libraries = idempotency)"
+server_ok=1
+start_server() {
+  as_pg initdb -D "$data" -A trust -U postgres --no-sync >"$work/initdb.log" 2>&1 ||
+    { cat "$work/initdb.log"; exit 1; }
+  mkdir -p "$sock"; chown postgres: "$sock"
+  cat >>"$data/postgresql.conf" <<EOF
+# test-$mode (scripts/test-cassert.sh); fsync off as in pg_virtualenv
+shared_preload_libraries = 'idempotency'
+listen_addresses = ''
+unix_socket_directories = '$sock'
+port = $port
+fsync = off
+log_line_prefix = '%m [%p] %q%u@%d '
+EOF
+  start_timeout=60; [ "$mode" != valgrind ] || start_timeout=600
+  as_pg pg_ctl -D "$data" -l "$server_log" -w -t "$start_timeout" start >/dev/null || {
+    server_ok=0; echo "test-$mode: the server did not start"; tail -n 50 "$server_log"; }
+  if [ $server_ok = 1 ]; then
+    pm_pid=$(head -n1 "$data/postmaster.pid")
+    case $mode in   # the mode really is in force in the server
+      sanitize) grep -q libasan "/proc/$pm_pid/maps" ||
+                  { echo "test-$mode: the postmaster has no ASan runtime"; server_ok=0; } ;;
+      valgrind) [[ $(readlink "/proc/$pm_pid/exe") == *memcheck* ]] ||
+                  { echo "test-$mode: the postmaster is not under valgrind"; server_ok=0; } ;;
+    esac
+  fi
+}
+if want regress || want isolation; then start_server; fi
+run_suite() {  # run_suite NAME MAKE-ARGS...
+  local name=$1 rc=0; shift
+  (cd "$tree" && as_pg env PGHOST="$sock" PGPORT=$port PGUSER=postgres \
+     PG_TEST_TIMEOUT_DEFAULT=$test_timeout \
+     timeout -k 30 "$SUITE_TIMEOUT" $MAKE --no-print-directory installcheck "${ext_make[@]}" "$@") \
+    2>&1 | tee "$work/$name.log" || rc=$?
+  echo $rc >"$work/$name.rc"
+}
+for suite in regress isolation; do
+  if [ $suite = regress ]; then files=(sql/*.sql); diffs=$tree/regression.diffs; args=(ISOLATION=)
+  else files=(specs/*.spec); diffs=$tree/output_iso/regression.diffs; args=(REGRESS=); fi
+  if [ ! -e "${files[0]}" ]; then record $suite SKIP 0 0 "(no ${files[0]})"; continue; fi
+  if ! want $suite; then record $suite SKIP 0 0 "(not in SUITES)"; continue; fi
+  if [ $server_ok = 0 ]; then record $suite FAIL 0 1 "(did not run: no server)"; continue; fi
+  run_suite $suite "${args[@]}"
+  rc=$(cat "$work/$suite.rc")
+  read -r p f < <(regress_counts "$work/$suite.log" "$rc")
+  if [ "$rc" -eq 0 ] && [ "$f" -eq 0 ]; then record $suite PASS "$p" 0 "($p passed)"
+  else
+    [ "$f" -gt 0 ] || f=1
+    note="($p passed, $f failed; see $diffs)"; [ "$rc" -ne 124 ] || note="(timed out after $SUITE_TIMEOUT s)"
+    record $suite FAIL "$p" "$f" "$note"
+    [ ! -s "$diffs" ] || { echo "=== $diffs ==="; head -n 300 "$diffs"; }
+  fi
+done
+stop_server
+
+# --- TAP ----------------------------------------------------------------------------------
+phase "TAP (prove as postgres, PATH=$bindir)"
+# PostgreSQL::Test::Cluster runs pg_config, initdb, pg_ctl and postgres from PATH.
+for cmd in pg_config initdb pg_ctl postgres; do
+  [ "$(as_pg sh -c "command -v $cmd")" = "$bindir/$cmd" ] ||
+    { echo "test-$mode: $cmd is not taken from $bindir" >&2; exit 1; }
+done
+shopt -s nullglob; tap=(${TAP_TESTS:-t/*.pl}); shopt -u nullglob
+if [ ${#tap[@]} -eq 0 ]; then
+  record tap SKIP 0 0 "(no t/*.pl)"
+elif ! want tap; then
+  record tap SKIP 0 0 "(not in SUITES)"
+else
+  # Under valgrind the server is 30-100 times slower: t/005's load is scaled down by this
+  # knob (docs/memory-safety.md), the other tests' timing by PG_TEST_TIMEOUT_DEFAULT.
+  tap_env=()
+  [ "$mode" != valgrind ] || tap_env+=(IDEMPOTENCY_TEST_LOAD_ROWS="${IDEMPOTENCY_TEST_LOAD_ROWS:-20000}")
+  rc=0
+  (cd "$tree" && as_pg env TESTDIR="$tree" PG_REGRESS="$pgxs/src/test/regress/pg_regress" \
+     PG_TEST_TIMEOUT_DEFAULT=$test_timeout ${tap_env[@]+"${tap_env[@]}"} \
+     timeout -k 30 "$SUITE_TIMEOUT" prove -I "$pgxs/src/test/perl/" -I . ${PROVE_FLAGS-} "${tap[@]}") \
+    2>&1 | tee "$work/tap.log" || rc=$?
+  stop_tap_nodes
+  failed_tests=$(grep -oE '^t/[^ ]+\.pl +\(Wstat' "$work/tap.log" | sed 's/ .*//' || true)
+  failed=$(printf '%s' "$failed_tests" | grep -c . || true)
+  if [ $rc -eq 0 ]; then record tap PASS ${#tap[@]} 0 "(${#tap[@]} test files passed)"
+  else
+    [ "$failed" -gt 0 ] || failed=1
+    note="($failed of ${#tap[@]} test files failed; logs in $tree/tmp_check/log)"
+    [ $rc -ne 124 ] || note="(timed out after $SUITE_TIMEOUT s; logs in $tree/tmp_check/log)"
+    record tap FAIL $((${#tap[@]} - failed)) "$failed" "$note"
+    for t in $failed_tests; do
+      for f in "$tree"/tmp_check/log/*"$(basename "$t" .pl)"*; do
+        [ -f "$f" ] || continue
+        echo "=== $f (last 100 lines) ==="; tail -n 100 "$f"
+      done
+    done
+  fi
+fi
+
+# --- scan the server logs -------------------------------------------------------------------
+# In the server logs: assertion failures (TRAP), PANICs, server processes that crashed (a
+# signal, or an exit without proc_exit, as UBSan's; the postmaster then terminates the
+# others), glibc's heap checks, AddressSanitizer / UBSan reports, the memory-context
+# checks of a cassert build (a write past a palloc'd chunk, a corrupt context) and the
+# resource-owner warnings of a transaction that leaked a relation, snapshot, buffer or lock.
+# Valgrind writes one log per process: any line in it but a warning is an error.
+phase "scan server logs for reports"
+report_re='TRAP: |PANIC: |terminated by signal|terminating any other active server processes|server process \(PID [0-9]+\) exited with exit code|exited with exit code 128|stack smashing detected|double free or corruption|malloc\(\): |free\(\): invalid|corrupted size vs|ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer)|detected write past chunk end|problem in (alloc set|Generation|slab)|WARNING: .*(reference leak|leak:|still active|not closed|refcount leak)|==[0-9]+== *(Invalid (read|write|free)|Conditional jump|Use of uninitialised|Uninitialised byte|Syscall param|Mismatched free|Source and destination overlap|Process terminating)'
+vg_benign_re='^==[0-9]+== *(Warning: .*)?$'
+logs=("$server_log")
+shopt -s nullglob
+for f in "$tree"/tmp_check/log/*.log; do
+  case $(basename "$f") in regress_log_*) ;; *) logs+=("$f") ;; esac
+done
+vg_logs=("$vg_logdir"/*.log)
+shopt -u nullglob
+reported=()
+for f in "${logs[@]}"; do
+  [ -f "$f" ] || continue
+  if grep -qE "$report_re" "$f"; then reported+=("$f"); fi
+done
+for f in "${vg_logs[@]}"; do
+  if grep -qvE "$vg_benign_re" "$f"; then reported+=("$f"); fi
+done
+if [ ${#reported[@]} -eq 0 ]; then
+  extra=; [ "$mode" != valgrind ] || extra=" and ${#vg_logs[@]} valgrind process logs"
+  record scan PASS 1 0 "(no report in ${#logs[@]} server logs$extra)"
+else
+  record scan FAIL 0 ${#reported[@]} "(reports in ${#reported[@]} logs: see above)"
+  for f in "${reported[@]}"; do
+    echo "=== report in $f ==="
+    case $f in
+      "$vg_logdir"/*) head -n 200 "$f" ;;
+      *) grep -nE -B5 -A60 "$report_re" "$f" | head -n 200 ;;
+    esac
+  done
+fi
+
+phase ""
+echo "=== summary (test-$mode; PostgreSQL $("$bindir/postgres.real" -V 2>/dev/null || "$bindir/postgres" -V); work dir $work) ==="
+printf '%s\n' "${summary[@]}"
+echo "time: $(( $(date +%s) - t_start )) s"
+echo "tests: $total_pass passed, $total_fail failed"
+exit $status
