@@ -22,9 +22,13 @@ sub token_of
 		"SELECT lease_token FROM idempotency.keys WHERE scope = 'psp' AND key = '$key'");
 }
 
-# order-a: claimed and checkpointed, then its worker dies mid-step.
+# order-a: claimed and checkpointed, then its worker dies mid-step.  Its lease
+# must outlast the restart below: 5 s, longer where the test timeout is scaled
+# up for a slow server (valgrind).
+my $lease = 5 * $PostgreSQL::Test::Utils::timeout_default / 180;
+$lease = 5 if $lease < 5;
 $node->safe_psql('postgres',
-	q{SELECT outcome FROM idempotency.claim('psp', 'order-a', '\x01', lease => '5 seconds')});
+	qq{SELECT outcome FROM idempotency.claim('psp', 'order-a', '\\x01', lease => '$lease seconds')});
 my $token_a = token_of('order-a');
 $node->safe_psql('postgres',
 	"SELECT idempotency.checkpoint('psp', 'order-a', 'authorized', '$token_a')");
