@@ -27,12 +27,15 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 
 PG_FUNCTION_INFO_V1(idempotency_claim);
 PG_FUNCTION_INFO_V1(idempotency_complete);
@@ -202,42 +205,58 @@ decide(const ClaimRequest *req, IkRow *row)
 
 	for (;;)
 	{
-		ik_store_lookup(req->scope, req->key, false, &seen);
-		verdict = seen.found ? judge_row(&seen, req) : ROW_GONE;
-		if (verdict == ROW_REPLAY)
+		if (!IsolationUsesXactSnapshot() && ik_lock_key(req->keyhash, 0))
 		{
-			*row = seen;
-			return CLAIM_REPLAY;
-		}
-
-		if (verdict != ROW_HELD)
-		{
-			int			wait_left = (int) Max(0, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline));
-
-			if (!ik_lock_key(req->keyhash, wait_left))
-				raise_in_progress(req, "Another transaction");
-
-			ik_store_lookup(req->scope, req->key, IsolationUsesXactSnapshot(), row);
-			if (row->found && IsolationUsesXactSnapshot() &&
-				(!seen.found || row->xmin != seen.xmin))
-				raise_serialization_failure(req);
-
+			/*
+			 * READ COMMITTED and the key is free: lock it, then read once.
+			 * Only a holder of the lock writes the key's row, and the holder
+			 * before us has ended, so a fresh snapshot shows whatever it
+			 * committed.  A replay lets go of the lock at once, so that
+			 * replays of one key never queue behind each other.
+			 */
+			ik_store_lookup(req->scope, req->key, false, row);
 			verdict = row->found ? judge_row(row, req) : ROW_GONE;
-			if (verdict == ROW_GONE)
-				return CLAIM_NEW;
 			if (verdict == ROW_REPLAY)
-				return CLAIM_REPLAY;
-			if (verdict == ROW_LAPSED)
-				return CLAIM_RESUME;
-			/* ROW_HELD: a durable claim committed while we waited for it */
+				ik_unlock_key(req->keyhash);
 		}
+		else
+		{
+			/*
+			 * The key is taken (or the snapshot is the transaction's): read
+			 * first, since a completed row replays without the lock, then
+			 * wait for the lock and read again.
+			 */
+			ik_store_lookup(req->scope, req->key, false, &seen);
+			verdict = seen.found ? judge_row(&seen, req) : ROW_GONE;
+			*row = seen;
+			if (verdict != ROW_REPLAY && verdict != ROW_HELD)
+			{
+				int			wait_left = (int) Max(0, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline));
+
+				if (!ik_lock_key(req->keyhash, wait_left))
+					raise_in_progress(req, "Another transaction");
+
+				ik_store_lookup(req->scope, req->key, IsolationUsesXactSnapshot(), row);
+				if (row->found && IsolationUsesXactSnapshot() &&
+					(!seen.found || row->xmin != seen.xmin))
+					raise_serialization_failure(req);
+				verdict = row->found ? judge_row(row, req) : ROW_GONE;
+			}
+		}
+
+		if (verdict == ROW_GONE)
+			return CLAIM_NEW;
+		if (verdict == ROW_REPLAY)
+			return CLAIM_REPLAY;
+		if (verdict == ROW_LAPSED)
+			return CLAIM_RESUME;
 
 		/*
-		 * A live lease: look again until it ends.  If we hold the key's lock
-		 * by now, we keep it, so that other duplicates queue behind us; the
-		 * lease's holder does not need it.  Under REPEATABLE READ the
-		 * transaction's snapshot will not show the end, and a fresh one that
-		 * does means the claim raced the holder.
+		 * ROW_HELD, a live lease: look again until it ends.  If we hold the
+		 * key's lock by now, we keep it, so that other duplicates queue
+		 * behind us; the lease's holder does not need it.  Under REPEATABLE
+		 * READ the transaction's snapshot will not show the end, and a fresh
+		 * one that does means the claim raced the holder.
 		 */
 		do
 		{
@@ -256,13 +275,30 @@ static Datum
 claim_result(FunctionCallInfo fcinfo, ClaimOutcome outcome, const IkRow *row,
 			 TimestampTz first_seen, const pg_uuid_t *token)
 {
+	Oid			rettype = get_fn_expr_rettype(fcinfo->flinfo);
 	TupleDesc	tupdesc;
 	Datum		values[CLAIM_NATTS];
 	bool		nulls[CLAIM_NATTS];
+	HeapTuple	tuple;
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
+	/*
+	 * idempotency.claim_result, from the type cache: cheaper than
+	 * get_call_result_type(), which looks the function up again.
+	 */
+	if (!OidIsValid(rettype))
+		rettype = get_func_rettype(fcinfo->flinfo->fn_oid);
+	if (rettype == RECORDOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("idempotency.claim() does not return the type this library expects"),
+				 errhint("Update the extension with ALTER EXTENSION idempotency UPDATE.")));
+	tupdesc = lookup_rowtype_tupdesc(rettype, -1);
+	if (tupdesc->natts != CLAIM_NATTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("type %s does not have the layout this library expects",
+						format_type_be(rettype)),
+				 errhint("Update the extension with ALTER EXTENSION idempotency UPDATE.")));
 
 	memset(nulls, true, sizeof(nulls));
 	values[0] = CStringGetTextDatum(outcome_names[outcome]);
@@ -289,7 +325,9 @@ claim_result(FunctionCallInfo fcinfo, ClaimOutcome outcome, const IkRow *row,
 		nulls[6] = false;
 	}
 
-	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+	tuple = heap_form_tuple(tupdesc, values, nulls);
+	ReleaseTupleDesc(tupdesc);
+	return HeapTupleGetDatum(tuple);
 }
 
 /* Write the row of a new durable claim, and return its token. */

@@ -94,6 +94,7 @@ extern void ik_policy_for(text *scope, IkPolicy *policy);
 /* keylock.c: the per-key heavyweight lock */
 extern uint64 ik_key_hash(text *scope, text *key);
 extern bool ik_lock_key(uint64 keyhash, int wait_ms);
+extern void ik_unlock_key(uint64 keyhash);
 
 /* store.c: rows of idempotency.keys */
 typedef struct IkResponse
@@ -136,6 +137,7 @@ typedef struct IkWrite
 	TimestampTz retain_until;
 } IkWrite;
 
+extern void ik_store_register_callbacks(void);
 extern void ik_store_lookup(text *scope, text *key, bool latest, IkRow *row);
 extern void ik_store_write(const IkWrite *row, bool replace);
 extern bool ik_store_policy(text *scope, IkPolicy *policy);

@@ -90,17 +90,36 @@ wait_for_lock(const LOCKTAG *tag, int wait_ms)
  * Take the key's lock for the rest of the transaction.  Returns false if
  * another transaction still holds it after wait_ms (0: do not wait).
  */
+static void
+key_locktag(LOCKTAG *tag, uint64 keyhash)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (keyhash >> 32),
+						 (uint32) keyhash, IK_LOCKTAG_SPACE);
+}
+
 bool
 ik_lock_key(uint64 keyhash, int wait_ms)
 {
 	LOCKTAG		tag;
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (keyhash >> 32),
-						 (uint32) keyhash, IK_LOCKTAG_SPACE);
-
+	key_locktag(&tag, keyhash);
 	if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
 		return true;
 	if (wait_ms <= 0)
 		return false;
 	return wait_for_lock(&tag, wait_ms);
+}
+
+/*
+ * Give back one hold of the key's lock taken by ik_lock_key() in this
+ * transaction.  A lock the transaction took more than once stays held.
+ */
+void
+ik_unlock_key(uint64 keyhash)
+{
+	LOCKTAG		tag;
+
+	key_locktag(&tag, keyhash);
+	if (!LockRelease(&tag, ExclusiveLock, false))
+		elog(ERROR, "idempotency key lock was not held");
 }

@@ -14,8 +14,12 @@
  */
 #include "idempotency.h"
 
+#include "commands/trigger.h"
 #include "common/hashfn.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
+
+PG_FUNCTION_INFO_V1(idempotency_policies_changed);
 
 /* Seed of the rollout hash; changing it would reshuffle every rollout. */
 #define IK_ROLLOUT_SEED 0x49444D50
@@ -66,4 +70,23 @@ ik_policy_for(text *scope, IkPolicy *policy)
 						text_to_cstring(scope)),
 				 errdetail("The retention is %lld ms and the replay window %lld ms, from idempotency.retain and idempotency.ttl or the scope's row in idempotency.policies.",
 						   (long long) policy->retain_ms, (long long) policy->ttl_ms)));
+}
+
+/*
+ * Statement trigger on idempotency.policies.  Changing a table's rows does
+ * not invalidate its relcache entry; this trigger does, so that the
+ * backends' knowledge of the table (store.c) is refreshed once the change
+ * commits, and at once in the changing transaction itself.
+ */
+Datum
+idempotency_policies_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("idempotency.policies_changed() must be called as a trigger")));
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return PointerGetDatum(NULL);
 }

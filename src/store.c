@@ -32,9 +32,11 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
+#include "storage/lmgr.h"
 #include "nodes/makefuncs.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -59,24 +61,100 @@ enum
 	Natts_keys = Anum_keys_retain_until
 };
 
+/* Columns of idempotency.policies. */
+enum
+{
+	Anum_policies_scope = 1,
+	Anum_policies_mode,
+	Anum_policies_ttl,
+	Anum_policies_retain,
+	Anum_policies_cache_5xx,
+	Natts_policies = Anum_policies_cache_5xx
+};
+
 /*
- * Open one of the extension's tables by name, so that a dropped and
- * re-created extension is found again, and check that it is the table
- * this file was written for.
+ * The extension's tables, found by name once per backend and opened by
+ * OID after that: the name lookup cost more than a probe of the index.
+ * A relcache invalidation of a table (its drop among them) makes the next
+ * open look it up by name again, so that a dropped and re-created
+ * extension is found.
+ */
+typedef struct IkTable
+{
+	const char *relname;
+	int			natts;
+	Oid			relid;
+} IkTable;
+
+static IkTable keys_table = {"keys", Natts_keys, InvalidOid};
+static IkTable policies_table = {"policies", Natts_policies, InvalidOid};
+
+/*
+ * Whether idempotency.policies is known to have no rows, and a count of
+ * its invalidations: the trigger idempotency.policies_changed() sends one
+ * for every change, so that a committed change applies to the next claim.
+ */
+static bool policies_known = false;
+static bool policies_empty;
+static uint64 policies_invalidations = 0;
+
+static void
+forget_tables(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == keys_table.relid)
+		keys_table.relid = InvalidOid;
+	if (relid == InvalidOid || relid == policies_table.relid)
+	{
+		policies_table.relid = InvalidOid;
+		policies_known = false;
+		policies_invalidations++;
+	}
+}
+
+void
+ik_store_register_callbacks(void)
+{
+	CacheRegisterRelcacheCallback(forget_tables, (Datum) 0);
+}
+
+/*
+ * Open one of the extension's tables, and check that it is the table this
+ * file was written for.
  */
 static Relation
-open_table(const char *relname, int natts, LOCKMODE lockmode)
+open_table(IkTable *table, LOCKMODE lockmode)
 {
-	Oid			relid = RangeVarGetRelid(makeRangeVar("idempotency", (char *) relname, -1),
-										 lockmode, false);
-	Relation	rel = table_open(relid, NoLock);
+	Oid			relid = table->relid;
+	Relation	rel;
 
-	if (RelationGetDescr(rel)->natts != natts ||
+	if (OidIsValid(relid))
+	{
+		/*
+		 * Taking the lock processes pending invalidations: if the table was
+		 * dropped, forget_tables() has run by the time it returns.
+		 */
+		LockRelationOid(relid, lockmode);
+		if (table->relid != relid)
+		{
+			UnlockRelationOid(relid, lockmode);
+			relid = InvalidOid;
+		}
+	}
+	if (!OidIsValid(relid))
+	{
+		relid = RangeVarGetRelid(makeRangeVar("idempotency",
+											  (char *) table->relname, -1),
+								 lockmode, false);
+		table->relid = relid;
+	}
+	rel = table_open(relid, NoLock);
+
+	if (RelationGetDescr(rel)->natts != table->natts ||
 		rel->rd_rel->relkind != RELKIND_RELATION)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table idempotency.%s does not have the layout this library expects",
-						relname),
+						table->relname),
 				 errhint("Update the extension with ALTER EXTENSION idempotency UPDATE.")));
 	return rel;
 }
@@ -84,14 +162,15 @@ open_table(const char *relname, int natts, LOCKMODE lockmode)
 static Relation
 open_keys(LOCKMODE lockmode)
 {
-	return open_table("keys", Natts_keys, lockmode);
+	return open_table(&keys_table, lockmode);
 }
 
 /*
- * Find the row of a table whose primary key is the text columns given,
- * with a fresh snapshot (see ik_store_lookup), into slot.  The caller pops
- * the snapshot, ends the scan and closes the index once done with the
- * slot; probe_done() does that.
+ * Find the row of a table by its primary key, whose columns' values are
+ * given in attr (indexed by attribute number - 1; the key columns are
+ * text), with a fresh snapshot (see ik_store_lookup), into slot.  The
+ * caller pops the snapshot, ends the scan and closes the index once done
+ * with the slot; probe_done() does that.
  */
 typedef struct Probe
 {
@@ -101,22 +180,28 @@ typedef struct Probe
 } Probe;
 
 static bool
-probe(Relation rel, text **keys, int nkeys, bool latest, Probe *p)
+probe(Relation rel, text **attr, bool latest, Probe *p)
 {
 	Oid			pkey = RelationGetPrimaryKeyIndex(rel);
 	ScanKeyData skey[INDEX_MAX_KEYS];
+	int			nkeys;
 
 	if (!OidIsValid(pkey))
 		elog(ERROR, "table \"%s\" has no primary key", RelationGetRelationName(rel));
 	p->index = index_open(pkey, AccessShareLock);
+	nkeys = IndexRelationGetNumberOfKeyAttributes(p->index);
 
 	PushCopiedSnapshot(latest ? GetLatestSnapshot() : GetTransactionSnapshot());
 	UpdateActiveSnapshotCommandId();
 
 	for (int i = 0; i < nkeys; i++)
+	{
+		AttrNumber	attnum = p->index->rd_index->indkey.values[i];
+
 		ScanKeyEntryInitialize(&skey[i], 0, i + 1, BTEqualStrategyNumber,
 							   InvalidOid, p->index->rd_indcollation[i],
-							   F_TEXTEQ, PointerGetDatum(keys[i]));
+							   F_TEXTEQ, PointerGetDatum(attr[attnum - 1]));
+	}
 
 	p->slot = table_slot_create(rel, NULL);
 	p->scan = index_beginscan(rel, p->index, GetActiveSnapshot(), nkeys, 0);
@@ -158,13 +243,15 @@ void
 ik_store_lookup(text *scope, text *key, bool latest, IkRow *row)
 {
 	Relation	rel = open_keys(AccessShareLock);
-	text	   *keys[2] = {scope, key};
+	text	   *attr[Natts_keys] = {0};
 	Probe		p;
 	TupleTableSlot *slot;
 	bool		isnull;
 
+	attr[Anum_keys_scope - 1] = scope;
+	attr[Anum_keys_key - 1] = key;
 	memset(row, 0, sizeof(IkRow));
-	row->found = probe(rel, keys, 2, latest, &p);
+	row->found = probe(rel, attr, latest, &p);
 	slot = p.slot;
 	if (row->found)
 	{
@@ -202,16 +289,6 @@ ik_store_lookup(text *scope, text *key, bool latest, IkRow *row)
 	table_close(rel, NoLock);
 }
 
-/* Columns of idempotency.policies. */
-enum
-{
-	Anum_policies_scope = 1,
-	Anum_policies_mode,
-	Anum_policies_ttl,
-	Anum_policies_retain,
-	Anum_policies_cache_5xx,
-	Natts_policies = Anum_policies_cache_5xx
-};
 
 /*
  * Apply the policy row of a scope, if there is one, over *policy: each
@@ -221,11 +298,41 @@ enum
 bool
 ik_store_policy(text *scope, IkPolicy *policy)
 {
-	Relation	rel = open_table("policies", Natts_policies, AccessShareLock);
+	Relation	rel;
+	text	   *attr[Natts_policies] = {0};
 	Probe		p;
-	bool		found = probe(rel, &scope, 1, false, &p);
+	bool		found;
 	bool		isnull;
 	Datum		d;
+
+	/* A change committed since this transaction's last look applies now. */
+	AcceptInvalidationMessages();
+	if (!policies_known)
+	{
+		uint64		invalidations = policies_invalidations;
+		Snapshot	snapshot;
+		TableScanDesc scan;
+		TupleTableSlot *slot;
+
+		rel = open_table(&policies_table, AccessShareLock);
+		snapshot = RegisterSnapshot(GetLatestSnapshot());
+		slot = table_slot_create(rel, NULL);
+		scan = table_beginscan(rel, snapshot, 0, NULL);
+		policies_empty = !table_scan_getnextslot(scan, ForwardScanDirection,
+												 slot);
+		table_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+		UnregisterSnapshot(snapshot);
+		table_close(rel, NoLock);
+		/* an invalidation while we looked: look again next time */
+		policies_known = (invalidations == policies_invalidations);
+	}
+	if (policies_empty)
+		return false;
+
+	rel = open_table(&policies_table, AccessShareLock);
+	attr[Anum_policies_scope - 1] = scope;
+	found = probe(rel, attr, false, &p);
 
 	if (found)
 	{
