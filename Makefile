@@ -21,12 +21,17 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 include fuzz/fuzz.mk
 include scripts/sanitize.mk
+include bench/drivers.mk
+include bench/bench.mk
+EXTRA_CLEAN += $(BENCH_DRIVERS)
 
 # ---------------------------------------------------------------------------
 # Entry points (as root on Debian 12; CI runs `make test` from .ci/run).
 #   make demo  - set up, build, install, run demo/payment_flow.sql in a throwaway cluster
 #   make test  - set up, build, install, run pg_regress + isolation (pg_virtualenv,
 #                library preloaded) and TAP t/*.pl (prove as the postgres user)
+#   make bench - set up, build, install, then the benchmark against the alternatives
+#                in a throwaway cluster (bench/bench.mk; make bench-smoke in CI)
 # `make installcheck` still runs regress + isolation against your own running cluster
 # (which needs shared_preload_libraries = 'idempotency').  TAP_TESTS is deliberately
 # not set: PostgreSQL refuses to run as root, so scripts/test.sh runs prove itself.

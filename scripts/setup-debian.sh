@@ -12,12 +12,16 @@ packages=(
   prometheus-postgres-exporter  # t/007 runs it with contrib/prometheus/queries.yaml
   prometheus               # promtool: checks and unit-tests contrib/prometheus/alerts.yml
   sqlsmith                 # make fuzz: random SQL against a cluster with the extension
+  libpq-dev                # make bench: its C drivers (bench/drivers.mk) use libpq
+  libhiredis-dev           # make bench: hiredis, for the same drivers
+  redis-server             # make bench: the Redis-in-front design it compares against
+  gnuplot-nox              # make bench: draws bench/results/throughput.png
 )
 # Packages installed for their programs only: the tests start what they need
-# themselves (the exporter on a free loopback port). These packages enable and
-# start system services (ports 9090 and 9187): stop and disable them when this
-# run installs them.
-services=(prometheus prometheus-postgres-exporter)
+# themselves (the exporter, and redis-server for make bench, on free loopback
+# ports). These packages enable and start system services (ports 9090, 9187
+# and 6379): stop and disable them when this run installs them.
+services=(prometheus prometheus-postgres-exporter redis-server)
 
 missing=()
 for p in "${packages[@]}"; do
