@@ -288,22 +288,7 @@ if [ "$mode" = sanitize ]; then
     { echo "test-$mode: the installed idempotency.so is not UBSan-instrumented" >&2; exit 1; }
 fi
 
-# --- bookkeeping (as scripts/test.sh) ---------------------------------------------------
-summary=(); total_pass=0; total_fail=0; status=0
-record() {  # record SUITE RESULT PASSED FAILED [NOTE]
-  summary+=("$(printf '%-10s %-5s %s' "$1:" "$2" "${5-}")")
-  total_pass=$((total_pass + $3)); total_fail=$((total_fail + $4))
-  [ "$2" != FAIL ] || status=1
-}
-regress_counts() {  # regress_counts LOG RC -> "passed failed"
-  local line
-  line=$(grep -E '^ *(All [0-9]+ tests passed|[0-9]+ of [0-9]+ tests failed)' "$1" 2>/dev/null | tail -n1 || true)
-  if [[ $line =~ All\ ([0-9]+)\ tests ]]; then echo "${BASH_REMATCH[1]} 0"
-  elif [[ $line =~ ([0-9]+)\ of\ ([0-9]+)\ tests ]]; then
-    echo "$((BASH_REMATCH[2] - BASH_REMATCH[1])) ${BASH_REMATCH[1]}"
-  elif [ "$2" -eq 0 ]; then echo "0 0"
-  else echo "0 1"; fi
-}
+. scripts/summary.sh
 
 vg_logdir=$work/valgrind
 export IDEMPOTENCY_VALGRIND_LOGDIR=$vg_logdir
@@ -469,7 +454,6 @@ fi
 
 phase ""
 echo "=== summary (test-$mode; PostgreSQL $("$bindir/postgres.real" -V 2>/dev/null || "$bindir/postgres" -V); work dir $work) ==="
-printf '%s\n' "${summary[@]}"
 echo "time: $(( $(date +%s) - t_start )) s"
-echo "tests: $total_pass passed, $total_fail failed"
+print_summary
 exit $status
