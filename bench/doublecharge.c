@@ -69,9 +69,6 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,15 +76,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <hiredis/hiredis.h>
-#include <libpq-fe.h>
-
-/* the reservation and the stored reply live as long as a typical API's */
-#define KEY_TTL_SECONDS 86400
-#define SENTINEL "inflight"
-
-/* a hung Redis fails the request rather than the run */
-#define REDIS_TIMEOUT_SECONDS 5
+#include "driver.h"
 
 /* requests a client keeps for retrying; more are given up */
 #define MAX_RETRIES 64
@@ -116,15 +105,6 @@ typedef enum Design
 } Design;
 
 static const char *const design_names[] = {"extension", "plpgsql", "redis"};
-
-typedef enum Outcome
-{
-	OUTCOME_CHARGED,			/* this request charged: a 201 */
-	OUTCOME_REPLAY,				/* the stored response came back */
-	OUTCOME_CONFLICT,			/* 409, the key is in flight: retry later */
-	OUTCOME_REFUSED,			/* a final refusal such as a 422 */
-	OUTCOME_FAILED				/* an error or an unknown outcome: retry */
-} Outcome;
 
 /* one logical request: its key, and when to send it again */
 typedef struct Request
@@ -178,6 +158,9 @@ static const char *opt_restart_cmd;
 static char run_scope[64];
 static double run_start_ms;
 static double run_deadline_ms;
+
+const char *const progname = "doublecharge";
+
 /*
  * Client diagnostics by text.  Under a fault every client fails the same
  * way at once: the first of each kind is shown as it happens, the repeats
@@ -224,62 +207,12 @@ usage(FILE *out)
 			"charges_without_key=N errors=N\n");
 }
 
-static double
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
-}
-
-/*
- * Format a message into buf without the trailing newlines that libpq's
- * messages end with, so that every diagnostic is one tidy line or block.
- */
-static void
-format_message(char *buf, size_t size, const char *fmt, va_list ap)
-{
-	size_t		len;
-
-	vsnprintf(buf, size, fmt, ap);
-	len = strlen(buf);
-	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
-		buf[--len] = '\0';
-}
-
-static void
-fatal(const char *fmt,...)
-{
-	va_list		ap;
-	char		msg[1024];
-
-	va_start(ap, fmt);
-	format_message(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "doublecharge: %s\n", msg);
-	exit(2);
-}
-
-/* a note on stderr, always shown: a fault's progress, the final counts */
-static void
-note(const char *fmt,...)
-{
-	va_list		ap;
-	char		msg[1024];
-
-	va_start(ap, fmt);
-	format_message(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "doublecharge: %s\n", msg);
-}
-
 /*
  * A client's diagnostic, on one line: libpq's explanation of a lost
  * connection adds nothing when it is the fault that was asked for.
  */
-static void
-client_note(const Client *c, const char *fmt,...)
+void
+client_error(int client, const char *fmt,...)
 {
 	va_list		ap;
 	char		msg[256];
@@ -304,15 +237,15 @@ client_note(const Client *c, const char *fmt,...)
 
 		snprintf(kind->text, sizeof(kind->text), "%s", msg);
 		kind->count = 1;
-		fprintf(stderr, "doublecharge: %.2f s: client %d: %s\n",
-				(now_ms() - run_start_ms) / 1000, c->id, msg);
+		fprintf(stderr, "%s: %.2f s: client %d: %s\n", progname,
+				(now_ms() - run_start_ms) / 1000, client, msg);
 	}
 	else
 		messages_unshown++;
 	pthread_mutex_unlock(&messages_lock);
 }
 
-/* the repeats that client_note() counted instead of showing */
+/* the repeats that client_error() counted instead of showing */
 static void
 report_repeated_messages(void)
 {
@@ -340,20 +273,6 @@ sleep_ms(double ms)
 		;
 }
 
-static long
-parse_long(const char *arg, const char *option, long min, long max)
-{
-	char	   *end;
-	long		v;
-
-	errno = 0;
-	v = strtol(arg, &end, 10);
-	if (errno != 0 || end == arg || *end != '\0' || v < min || v > max)
-		fatal("invalid value \"%s\" for %s: an integer from %ld to %ld "
-			  "is expected", arg, option, min, max);
-	return v;
-}
-
 static double
 parse_seconds(const char *arg, const char *option, double min)
 {
@@ -366,19 +285,6 @@ parse_seconds(const char *arg, const char *option, double min)
 		fatal("invalid value \"%s\" for %s: a number of seconds from %g to "
 			  "86400 is expected", arg, option, min);
 	return v;
-}
-
-static void
-parse_redis_address(const char *arg)
-{
-	const char *colon = strrchr(arg, ':');
-
-	if (colon == NULL || colon == arg)
-		fatal("invalid value \"%s\" for --redis: HOST:PORT is expected", arg);
-	opt_redis_host = strndup(arg, colon - arg);
-	if (opt_redis_host == NULL)
-		fatal("out of memory");
-	opt_redis_port = (int) parse_long(colon + 1, "--redis port", 1, 65535);
 }
 
 static void
@@ -407,21 +313,15 @@ parse_options(int argc, char **argv)
 		{
 			case 'd':
 				opt_design_set = true;
-				if (strcmp(optarg, "extension") == 0)
-					opt_design = DESIGN_EXTENSION;
-				else if (strcmp(optarg, "plpgsql") == 0)
-					opt_design = DESIGN_PLPGSQL;
-				else if (strcmp(optarg, "redis") == 0)
-					opt_design = DESIGN_REDIS;
-				else
-					fatal("invalid value \"%s\" for --design: extension, "
-						  "plpgsql or redis is expected", optarg);
+				opt_design = (Design) parse_choice(optarg, "--design",
+												   design_names,
+												   lengthof(design_names));
 				break;
 			case 'p':
 				opt_pg = optarg;
 				break;
 			case 'r':
-				parse_redis_address(optarg);
+				parse_redis_address(optarg, &opt_redis_host, &opt_redis_port);
 				break;
 			case 'c':
 				opt_clients = (int) parse_long(optarg, "--clients", 1, 1000);
@@ -477,16 +377,6 @@ parse_options(int argc, char **argv)
 		opt_redis_host = "127.0.0.1";
 }
 
-/* xorshift64*: cheap, per client, and good enough to pick keys */
-static uint64_t
-next_random(Client *c)
-{
-	c->rng ^= c->rng >> 12;
-	c->rng ^= c->rng << 25;
-	c->rng ^= c->rng >> 27;
-	return c->rng * UINT64_C(2685821657736338717);
-}
-
 /* ------------------------------------------------------------------ */
 /* connections */
 
@@ -528,16 +418,6 @@ run_step(Client *c, const char *name, int nparams, const char *const *params)
 	return true;
 }
 
-static bool
-prepare(PGconn *pg, const char *name, const char *sql, int nparams)
-{
-	PGresult   *res = PQprepare(pg, name, sql, nparams, NULL);
-	bool		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-
-	PQclear(res);
-	return ok;
-}
-
 /*
  * The server's warnings as it goes down ("terminating connection due to
  * immediate shutdown command") arrive once per client; the failed request
@@ -571,12 +451,7 @@ pg_open(Client *c)
 	if (PQstatus(c->pg) != CONNECTION_OK)
 		return false;
 
-	ok = prepare(c->pg, "begin", "BEGIN", 0) &&
-		prepare(c->pg, "commit", "COMMIT", 0) &&
-		prepare(c->pg, "rollback", "ROLLBACK", 0) &&
-		prepare(c->pg, "insert",
-				"INSERT INTO bench.charges (scope, idem_key, amount) "
-				"VALUES ($1, $2, 100)", 2);
+	ok = prepare_charge(c->pg) == NULL;
 	if (ok && opt_design == DESIGN_EXTENSION)
 		ok = prepare(c->pg, "claim",
 					 "SELECT outcome "
@@ -596,16 +471,10 @@ pg_open(Client *c)
 static bool
 redis_open(Client *c)
 {
-	struct timeval timeout = {REDIS_TIMEOUT_SECONDS, 0};
-
 	if (c->redis != NULL)
 		redisFree(c->redis);
-	c->redis = redisConnectWithTimeout(opt_redis_host, opt_redis_port,
-									   timeout);
-	if (c->redis == NULL)
-		fatal("out of memory");
-	return c->redis->err == 0 &&
-		redisSetTimeout(c->redis, timeout) == REDIS_OK;
+	c->redis = redis_connect(opt_redis_host, opt_redis_port);
+	return c->redis->err == 0;
 }
 
 static bool
@@ -641,7 +510,7 @@ reconnect(Client *c)
 			break;
 		if (now_ms() + backoff >= run_deadline_ms)
 			return false;
-		sleep_ms(backoff + (double) (next_random(c) % 10));
+		sleep_ms(backoff + (double) (next_random(&c->rng) % 10));
 		if (backoff < RECONNECT_MAX_MS)
 			backoff *= 2;
 	}
@@ -677,22 +546,12 @@ request_text(const Request *r, RequestText *t)
 			 "{\"charge\": \"%s\", \"amount\": 100}", t->key);
 }
 
-/* end a transaction that will not commit; a broken connection has none */
-static void
-rollback(Client *c)
-{
-	PGTransactionStatusType ts = PQtransactionStatus(c->pg);
-
-	if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR)
-		run_step(c, "rollback", 0, NULL);
-}
-
 /* a statement failed: say so, clean up, and let the client retry */
 static Outcome
 failed(Client *c, const char *step)
 {
-	client_note(c, "%s failed: %s", step, c->errmsg);
-	rollback(c);
+	client_error(c->id, "%s failed: %s", step, c->errmsg);
+	rollback_open(c->pg);
 	return OUTCOME_FAILED;
 }
 
@@ -731,12 +590,12 @@ request_sql(Client *c, const RequestText *t)
 	{
 		if (strcmp(c->sqlstate, "IK409") == 0)
 		{
-			rollback(c);
+			rollback_open(c->pg);
 			return OUTCOME_CONFLICT;
 		}
 		if (strcmp(c->sqlstate, "IK422") == 0)
 		{
-			rollback(c);
+			rollback_open(c->pg);
 			return OUTCOME_REFUSED;
 		}
 		return failed(c, "claim");
@@ -753,7 +612,7 @@ request_sql(Client *c, const RequestText *t)
 	if (strcmp(outcome, "new") != 0)
 	{
 		/* nothing to charge, and nothing the claim wrote to keep */
-		rollback(c);
+		rollback_open(c->pg);
 		if (strcmp(outcome, "replay") == 0)
 			return OUTCOME_REPLAY;
 		if (strcmp(outcome, "conflict") == 0)
@@ -774,60 +633,16 @@ request_sql(Client *c, const RequestText *t)
 	return OUTCOME_CHARGED;
 }
 
-static redisReply *
-redis_command(Client *c, const char *what, const char *fmt,...)
-{
-	va_list		ap;
-	redisReply *reply;
-
-	va_start(ap, fmt);
-	reply = redisvCommand(c->redis, fmt, ap);
-	va_end(ap);
-	if (reply == NULL)
-		client_note(c, "Redis %s failed: %s", what, c->redis->errstr);
-	else if (reply->type == REDIS_REPLY_ERROR)
-	{
-		client_note(c, "Redis %s failed: %s", what, reply->str);
-		freeReplyObject(reply);
-		reply = NULL;
-	}
-	return reply;
-}
-
 /* the design the extension replaces: Redis in front of PostgreSQL */
 static Outcome
 request_redis(Client *c, const RequestText *t)
 {
 	const char *insert_params[2] = {run_scope, t->key};
-	char		rkey[128];
-	redisReply *reply;
-	bool		reserved;
+	Outcome		outcome;
 	bool		charged;
 
-	snprintf(rkey, sizeof(rkey), "ik:%s:%s", run_scope, t->key);
-	reply = redis_command(c, "SET NX", "SET %s %s NX EX %d", rkey, SENTINEL,
-						  KEY_TTL_SECONDS);
-	if (reply == NULL)
-		return OUTCOME_FAILED;
-	reserved = reply->type == REDIS_REPLY_STATUS;
-	freeReplyObject(reply);
-
-	if (!reserved)
-	{
-		Outcome		outcome;
-
-		reply = redis_command(c, "GET", "GET %s", rkey);
-		if (reply == NULL)
-			return OUTCOME_FAILED;
-		/* the sentinel, or a key deleted since SET NX: retry later */
-		if (reply->type == REDIS_REPLY_STRING &&
-			strcmp(reply->str, SENTINEL) != 0)
-			outcome = OUTCOME_REPLAY;
-		else
-			outcome = OUTCOME_CONFLICT;
-		freeReplyObject(reply);
+	if (!redis_reserve(c->redis, c->id, run_scope, t->key, &outcome))
 		return outcome;
-	}
 
 	charged = run_step(c, "begin", 0, NULL) &&
 		run_step(c, "insert", 2, insert_params) &&
@@ -841,18 +656,11 @@ request_redis(Client *c, const RequestText *t)
 		 * that COMMIT did commit, the retry charges a second time: this is
 		 * how the design double-charges when PostgreSQL dies.
 		 */
-		client_note(c, "charge failed: %s", c->errmsg);
-		rollback(c);
-		reply = redis_command(c, "DEL", "DEL %s", rkey);
-		if (reply != NULL)
-			freeReplyObject(reply);
+		client_error(c->id, "charge failed: %s", c->errmsg);
+		rollback_open(c->pg);
+		redis_release(c->redis, c->id, run_scope, t->key);
 		return OUTCOME_FAILED;
 	}
-
-	reply = redis_command(c, "SET", "SET %s %s EX %d", rkey, t->response,
-						  KEY_TTL_SECONDS);
-	if (reply != NULL)
-		freeReplyObject(reply);
 
 	/*
 	 * The charge committed, so the application answers 201 even if the
@@ -861,6 +669,7 @@ request_redis(Client *c, const RequestText *t)
 	 * persistence loses every sentinel and response), the next retry of
 	 * this key, or of any key completed before, charges again.
 	 */
+	redis_store(c->redis, c->id, run_scope, t->key, t->response);
 	return OUTCOME_CHARGED;
 }
 
@@ -904,7 +713,7 @@ next_request(Client *c, Request *r)
 		return;
 	}
 	r->generation = (long) ((now - run_start_ms) / opt_generation_ms);
-	r->index = (int) (next_random(c) % (uint64_t) opt_hot_keys);
+	r->index = (int) (next_random(&c->rng) % (uint64_t) opt_hot_keys);
 	r->attempts = 0;
 	r->due_ms = now;
 }
@@ -918,7 +727,7 @@ error_retry_delay(Client *c, int attempts)
 		delay *= 2;
 	if (delay > ERROR_RETRY_MAX_MS)
 		delay = ERROR_RETRY_MAX_MS;
-	return delay + (double) (next_random(c) % ERROR_RETRY_FIRST_MS);
+	return delay + (double) (next_random(&c->rng) % ERROR_RETRY_FIRST_MS);
 }
 
 static void *
@@ -955,7 +764,8 @@ client_main(void *arg)
 			case OUTCOME_CONFLICT:
 				c->conflicts++;
 				schedule_retry(c, &r, CONFLICT_RETRY_MS +
-							   (double) (next_random(c) % CONFLICT_JITTER_MS));
+							   (double) (next_random(&c->rng) %
+										 CONFLICT_JITTER_MS));
 				break;
 			case OUTCOME_FAILED:
 				c->failed++;
@@ -1082,15 +892,14 @@ count_redis_without_key(PGconn *pg)
 		fatal("could not list the charged keys: %s", PQerrorMessage(pg));
 	for (int i = 0; i < PQntuples(res); i++)
 	{
-		redisReply *reply = redisCommand(redis, "GET ik:%s:%s", run_scope,
+		redisReply *reply = redisCommand(redis, "GET " REDIS_KEY, run_scope,
 										 PQgetvalue(res, i, 0));
 
 		if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
 			fatal("could not read key \"%s\" from Redis: %s",
 				  PQgetvalue(res, i, 0),
 				  reply ? reply->str : redis->errstr);
-		if (reply->type != REDIS_REPLY_STRING ||
-			strcmp(reply->str, SENTINEL) == 0)
+		if (!redis_is_response(reply))
 			n += atol(PQgetvalue(res, i, 1));
 		freeReplyObject(reply);
 	}

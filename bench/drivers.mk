@@ -9,8 +9,10 @@
 #   bench/doublecharge  double charges of each design under concurrency and
 #                       faults
 #
-# Both need libpq (libpq-dev) and hiredis (libhiredis-dev).  BENCH_DRIVERS
-# lists the binaries, for the Makefile's EXTRA_CLEAN.
+# Both need libpq (libpq-dev) and hiredis (libhiredis-dev), and both are
+# linked with bench/driver.c, what they share; it is compiled into each
+# binary in one command, so that there is no object file to clean.
+# BENCH_DRIVERS lists the binaries, for the Makefile's EXTRA_CLEAN.
 
 PG_CONFIG ?= pg_config
 
@@ -22,5 +24,6 @@ BENCH_DRIVER_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq -lhiredis -lm
 .PHONY: bench-drivers
 bench-drivers: $(BENCH_DRIVERS)
 
-$(BENCH_DRIVERS): bench/%: bench/%.c bench/drivers.mk
-	$(CC) $(BENCH_DRIVER_CFLAGS) -o $@ $< $(BENCH_DRIVER_LIBS)
+$(BENCH_DRIVERS): bench/%: bench/%.c bench/driver.c bench/driver.h \
+		bench/drivers.mk
+	$(CC) $(BENCH_DRIVER_CFLAGS) -o $@ $< bench/driver.c $(BENCH_DRIVER_LIBS)

@@ -44,31 +44,19 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <hiredis/hiredis.h>
-#include <libpq-fe.h>
-
-/* the reservation and the stored reply live as long as a typical API's */
-#define KEY_TTL_SECONDS 86400
-#define SENTINEL "inflight"
+#include "driver.h"
 
 /* keys completed per client before a replay run; any number gives replays */
 #define REPLAY_KEYS 100
-
-/* a slow Redis fails the request rather than hanging the run */
-#define REDIS_TIMEOUT_SECONDS 5
 
 /* diagnostics stop after this many, so a broken run does not flood stderr */
 #define MAX_MESSAGES 20
@@ -79,13 +67,9 @@ typedef enum BenchCase
 	CASE_REPLAY
 } BenchCase;
 
-typedef enum Answer
-{
-	ANSWER_CHARGED,				/* reserved, charged and stored */
-	ANSWER_REPLAY,				/* a stored response came back */
-	ANSWER_CONFLICT,			/* the sentinel: the key is in flight */
-	ANSWER_ERROR				/* something failed, see stderr */
-} Answer;
+/* --case's values, by BenchCase; --mode's, by opt_pipeline */
+static const char *const case_names[] = {"new", "replay"};
+static const char *const mode_names[] = {"rtt", "pipeline"};
 
 typedef struct Client
 {
@@ -120,6 +104,8 @@ static unsigned int run_nonce;
 static pthread_barrier_t start_barrier;
 static int	messages_printed;
 
+const char *const progname = "redisfront";
+
 static void
 usage(FILE *out)
 {
@@ -144,40 +130,12 @@ usage(FILE *out)
 }
 
 /*
- * Format a message into buf without the trailing newlines that libpq's
- * messages end with, so that every diagnostic is one tidy line or block.
- */
-static void
-format_message(char *buf, size_t size, const char *fmt, va_list ap)
-{
-	size_t		len;
-
-	vsnprintf(buf, size, fmt, ap);
-	len = strlen(buf);
-	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
-		buf[--len] = '\0';
-}
-
-static void
-fatal(const char *fmt,...)
-{
-	va_list		ap;
-	char		msg[1024];
-
-	va_start(ap, fmt);
-	format_message(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "redisfront: %s\n", msg);
-	exit(2);
-}
-
-/*
  * Report a failure during the run.  Clients call this concurrently; the
  * counter keeps a run whose every request fails from burying its first,
  * telling message.
  */
-static void
-client_error(const Client *c, const char *fmt,...)
+void
+client_error(int client, const char *fmt,...)
 {
 	va_list		ap;
 	char		msg[1024];
@@ -189,46 +147,10 @@ client_error(const Client *c, const char *fmt,...)
 	format_message(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	flockfile(stderr);
-	fprintf(stderr, "redisfront: client %d: %s\n", c->id, msg);
+	fprintf(stderr, "%s: client %d: %s\n", progname, client, msg);
 	if (n == MAX_MESSAGES - 1)
-		fprintf(stderr, "redisfront: further errors are not shown\n");
+		fprintf(stderr, "%s: further errors are not shown\n", progname);
 	funlockfile(stderr);
-}
-
-static double
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
-}
-
-static long
-parse_long(const char *arg, const char *option, long min, long max)
-{
-	char	   *end;
-	long		v;
-
-	errno = 0;
-	v = strtol(arg, &end, 10);
-	if (errno != 0 || end == arg || *end != '\0' || v < min || v > max)
-		fatal("invalid value \"%s\" for %s: an integer from %ld to %ld "
-			  "is expected", arg, option, min, max);
-	return v;
-}
-
-static void
-parse_redis_address(const char *arg)
-{
-	const char *colon = strrchr(arg, ':');
-
-	if (colon == NULL || colon == arg)
-		fatal("invalid value \"%s\" for --redis: HOST:PORT is expected", arg);
-	opt_redis_host = strndup(arg, colon - arg);
-	if (opt_redis_host == NULL)
-		fatal("out of memory");
-	opt_redis_port = (int) parse_long(colon + 1, "--redis port", 1, 65535);
 }
 
 static void
@@ -255,7 +177,7 @@ parse_options(int argc, char **argv)
 				opt_pg = optarg;
 				break;
 			case 'r':
-				parse_redis_address(optarg);
+				parse_redis_address(optarg, &opt_redis_host, &opt_redis_port);
 				break;
 			case 'c':
 				opt_clients = (int) parse_long(optarg, "--clients", 1, 1000);
@@ -270,22 +192,13 @@ parse_options(int argc, char **argv)
 						  optarg);
 				break;
 			case 'm':
-				if (strcmp(optarg, "rtt") == 0)
-					opt_pipeline = false;
-				else if (strcmp(optarg, "pipeline") == 0)
-					opt_pipeline = true;
-				else
-					fatal("invalid value \"%s\" for --mode: rtt or pipeline "
-						  "is expected", optarg);
+				opt_pipeline = parse_choice(optarg, "--mode", mode_names,
+											lengthof(mode_names));
 				break;
 			case 'k':
-				if (strcmp(optarg, "new") == 0)
-					opt_case = CASE_NEW;
-				else if (strcmp(optarg, "replay") == 0)
-					opt_case = CASE_REPLAY;
-				else
-					fatal("invalid value \"%s\" for --case: new or replay "
-						  "is expected", optarg);
+				opt_case = (BenchCase) parse_choice(optarg, "--case",
+													case_names,
+													lengthof(case_names));
 				break;
 			case 'h':
 				usage(stdout);
@@ -301,70 +214,31 @@ parse_options(int argc, char **argv)
 		opt_redis_host = "127.0.0.1";
 }
 
-/* xorshift64*: cheap, per client, and good enough to pick keys */
-static uint64_t
-next_random(Client *c)
-{
-	c->rng ^= c->rng >> 12;
-	c->rng ^= c->rng << 25;
-	c->rng ^= c->rng >> 27;
-	return c->rng * UINT64_C(2685821657736338717);
-}
-
 /* ------------------------------------------------------------------ */
 /* connections */
 
 static void
-prepare_or_die(PGconn *pg, const char *name, const char *sql, int nparams)
-{
-	PGresult   *res = PQprepare(pg, name, sql, nparams, NULL);
-
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		fatal("could not prepare \"%s\": %s", sql, PQerrorMessage(pg));
-	PQclear(res);
-}
-
-static void
 connect_client(Client *c)
 {
-	struct timeval timeout = {REDIS_TIMEOUT_SECONDS, 0};
+	const char *failed;
 
 	c->pg = PQconnectdb(opt_pg);
 	if (PQstatus(c->pg) != CONNECTION_OK)
 		fatal("could not connect to PostgreSQL: %s", PQerrorMessage(c->pg));
-	prepare_or_die(c->pg, "begin", "BEGIN", 0);
-	prepare_or_die(c->pg, "insert",
-				   "INSERT INTO bench.charges (scope, idem_key, amount) "
-				   "VALUES ($1, $2, 100)", 2);
-	prepare_or_die(c->pg, "commit", "COMMIT", 0);
-	prepare_or_die(c->pg, "rollback", "ROLLBACK", 0);
+	failed = prepare_charge(c->pg);
+	if (failed != NULL)
+		fatal("could not prepare \"%s\": %s", failed, PQerrorMessage(c->pg));
 	if (opt_pipeline && PQenterPipelineMode(c->pg) != 1)
 		fatal("could not enter pipeline mode: %s", PQerrorMessage(c->pg));
 
-	c->redis = redisConnectWithTimeout(opt_redis_host, opt_redis_port,
-									   timeout);
-	if (c->redis == NULL || c->redis->err)
+	c->redis = redis_connect(opt_redis_host, opt_redis_port);
+	if (c->redis->err)
 		fatal("could not connect to Redis at %s:%d: %s", opt_redis_host,
-			  opt_redis_port, c->redis ? c->redis->errstr : "out of memory");
-	if (redisSetTimeout(c->redis, timeout) != REDIS_OK)
-		fatal("could not set the Redis timeout: %s", c->redis->errstr);
+			  opt_redis_port, c->redis->errstr);
 }
 
 /* ------------------------------------------------------------------ */
 /* the charge, in PostgreSQL */
-
-/*
- * Leave no failed transaction behind a failed charge, so that the next
- * request starts clean.  A connection that is gone needs nothing.
- */
-static void
-rollback_rtt(Client *c)
-{
-	PGTransactionStatusType ts = PQtransactionStatus(c->pg);
-
-	if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR)
-		PQclear(PQexecPrepared(c->pg, "rollback", 0, NULL, NULL, NULL, 0));
-}
 
 static bool
 run_prepared(Client *c, const char *name, int nparams,
@@ -375,7 +249,7 @@ run_prepared(Client *c, const char *name, int nparams,
 	bool		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 
 	if (!ok)
-		client_error(c, "%s failed: %s", name, PQresultErrorMessage(res));
+		client_error(c->id, "%s failed: %s", name, PQresultErrorMessage(res));
 	PQclear(res);
 	return ok;
 }
@@ -389,7 +263,7 @@ charge_rtt(Client *c, const char *key)
 		run_prepared(c, "insert", 2, params) &&
 		run_prepared(c, "commit", 0, NULL))
 		return true;
-	rollback_rtt(c);
+	rollback_open(c->pg);
 	return false;
 }
 
@@ -406,14 +280,14 @@ pipeline_result(Client *c, const char *name, bool *ok)
 
 	if (res == NULL)
 	{
-		client_error(c, "%s: no result in the pipeline: %s", name,
+		client_error(c->id, "%s: no result in the pipeline: %s", name,
 					 PQerrorMessage(c->pg));
 		return false;
 	}
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 	{
 		if (*ok)
-			client_error(c, "%s failed: %s", name,
+			client_error(c->id, "%s failed: %s", name,
 						 PQresultErrorMessage(res));
 		*ok = false;
 	}
@@ -421,7 +295,8 @@ pipeline_result(Client *c, const char *name, bool *ok)
 	res = PQgetResult(c->pg);
 	if (res != NULL)
 	{
-		client_error(c, "%s: unexpected extra result in the pipeline", name);
+		client_error(c->id, "%s: unexpected extra result in the pipeline",
+					 name);
 		PQclear(res);
 		return false;
 	}
@@ -445,14 +320,14 @@ run_pipeline(Client *c, int nstmts, const char *const *names,
 		if (!PQsendQueryPrepared(c->pg, names[i], nparams[i], params[i],
 								 NULL, NULL, 0))
 		{
-			client_error(c, "could not send %s: %s", names[i],
+			client_error(c->id, "could not send %s: %s", names[i],
 						 PQerrorMessage(c->pg));
 			return false;
 		}
 	}
 	if (!PQpipelineSync(c->pg))
 	{
-		client_error(c, "could not send the pipeline: %s",
+		client_error(c->id, "could not send the pipeline: %s",
 					 PQerrorMessage(c->pg));
 		return false;
 	}
@@ -464,7 +339,7 @@ run_pipeline(Client *c, int nstmts, const char *const *names,
 	res = PQgetResult(c->pg);
 	if (PQresultStatus(res) != PGRES_PIPELINE_SYNC)
 	{
-		client_error(c, "pipeline not ended by its sync: %s",
+		client_error(c->id, "pipeline not ended by its sync: %s",
 					 PQerrorMessage(c->pg));
 		PQclear(res);
 		return false;
@@ -504,78 +379,30 @@ charge_pipeline(Client *c, const char *key)
 /* ------------------------------------------------------------------ */
 /* one request */
 
-static redisReply *
-redis_command(Client *c, const char *what, const char *fmt,...)
-{
-	va_list		ap;
-	redisReply *reply;
-
-	va_start(ap, fmt);
-	reply = redisvCommand(c->redis, fmt, ap);
-	va_end(ap);
-	if (reply == NULL)
-		client_error(c, "Redis %s failed: %s", what, c->redis->errstr);
-	else if (reply->type == REDIS_REPLY_ERROR)
-	{
-		client_error(c, "Redis %s failed: %s", what, reply->str);
-		freeReplyObject(reply);
-		reply = NULL;
-	}
-	return reply;
-}
-
-static Answer
+/* OUTCOME_CHARGED once the key is reserved, charged and its reply stored */
+static Outcome
 request(Client *c, const char *key)
 {
-	char		rkey[128];
 	char		response[160];
-	redisReply *reply;
-	bool		reserved;
+	Outcome		outcome;
 	bool		charged;
 
-	snprintf(rkey, sizeof(rkey), "ik:%s:%s", c->scope, key);
-	reply = redis_command(c, "SET NX", "SET %s %s NX EX %d", rkey, SENTINEL,
-						  KEY_TTL_SECONDS);
-	if (reply == NULL)
-		return ANSWER_ERROR;
-	reserved = reply->type == REDIS_REPLY_STATUS;
-	freeReplyObject(reply);
-
-	if (!reserved)
-	{
-		Answer		answer;
-
-		reply = redis_command(c, "GET", "GET %s", rkey);
-		if (reply == NULL)
-			return ANSWER_ERROR;
-		if (reply->type == REDIS_REPLY_STRING &&
-			strcmp(reply->str, SENTINEL) != 0)
-			answer = ANSWER_REPLAY;
-		else
-			answer = ANSWER_CONFLICT;
-		freeReplyObject(reply);
-		return answer;
-	}
+	if (!redis_reserve(c->redis, c->id, c->scope, key, &outcome))
+		return outcome;
 
 	charged = opt_pipeline ? charge_pipeline(c, key) : charge_rtt(c, key);
 	if (!charged)
 	{
-		/* free the key so that the client's retry can charge */
-		reply = redis_command(c, "DEL", "DEL %s", rkey);
-		if (reply != NULL)
-			freeReplyObject(reply);
-		return ANSWER_ERROR;
+		redis_release(c->redis, c->id, c->scope, key);
+		return OUTCOME_FAILED;
 	}
 
 	snprintf(response, sizeof(response),
 			 "{\"status\": 201, \"body\": {\"charge\": \"%s\", "
 			 "\"amount\": 100}}", key);
-	reply = redis_command(c, "SET", "SET %s %s EX %d", rkey, response,
-						  KEY_TTL_SECONDS);
-	if (reply == NULL)
-		return ANSWER_ERROR;
-	freeReplyObject(reply);
-	return ANSWER_CHARGED;
+	if (!redis_store(c->redis, c->id, c->scope, key, response))
+		return OUTCOME_FAILED;
+	return OUTCOME_CHARGED;
 }
 
 static bool
@@ -605,8 +432,8 @@ static void *
 client_main(void *arg)
 {
 	Client	   *c = arg;
-	const Answer expected = opt_case == CASE_NEW ? ANSWER_CHARGED :
-		ANSWER_REPLAY;
+	const Outcome expected = opt_case == CASE_NEW ? OUTCOME_CHARGED :
+		OUTCOME_REPLAY;
 	char		key[64];
 	double		deadline;
 	unsigned long counter = 0;
@@ -615,10 +442,10 @@ client_main(void *arg)
 	for (int i = 0; opt_case == CASE_REPLAY && i < REPLAY_KEYS; i++)
 	{
 		snprintf(key, sizeof(key), "r%d_%d_%08x", c->id, i, run_nonce);
-		if (request(c, key) != ANSWER_CHARGED)
+		if (request(c, key) != OUTCOME_CHARGED)
 		{
-			client_error(c, "could not complete key \"%s\" before the run",
-						 key);
+			client_error(c->id, "could not complete key \"%s\" before the "
+						 "run", key);
 			c->setup_failed = true;
 			break;
 		}
@@ -632,18 +459,18 @@ client_main(void *arg)
 	while (now_ms() < deadline)
 	{
 		double		t0;
-		Answer		answer;
+		Outcome		outcome;
 
 		if (opt_case == CASE_NEW)
 			snprintf(key, sizeof(key), "k%d_%lu_%08x", c->id, counter++,
 					 run_nonce);
 		else
 			snprintf(key, sizeof(key), "r%d_%d_%08x", c->id,
-					 (int) (next_random(c) % REPLAY_KEYS), run_nonce);
+					 (int) (next_random(&c->rng) % REPLAY_KEYS), run_nonce);
 
 		t0 = now_ms();
-		answer = request(c, key);
-		if (answer == expected)
+		outcome = request(c, key);
+		if (outcome == expected)
 		{
 			c->requests++;
 			record_latency(c, now_ms() - t0);
@@ -653,7 +480,7 @@ client_main(void *arg)
 			c->errors++;
 			if (!connections_ok(c))
 			{
-				client_error(c, "connection lost or out of step; "
+				client_error(c->id, "connection lost or out of step; "
 							 "this client stops");
 				c->lost_connection = true;
 				break;
