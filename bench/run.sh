@@ -475,10 +475,15 @@ CREATE TABLE report.reaping (rows bigint, seconds float8, rows_per_s float8,
 CREATE TABLE report.doublecharge (scenario text, design text, requests bigint, charges bigint,
 								  double_charges bigint, charges_without_key bigint, errors bigint);
 
--- The median over the rounds of a's throughput over b's in the same round.
-CREATE FUNCTION report.ratio(a text, b text, m text, c int) RETURNS float8
+-- The median over the rounds of a's throughput (or p50 or p99 latency)
+-- over b's in the same round.
+CREATE FUNCTION report.ratio(a text, b text, m text, c int, metric text DEFAULT 'tps')
+RETURNS float8
 LANGUAGE sql STABLE AS $$
-	SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY x.tps / y.tps)
+	SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY
+			CASE metric WHEN 'tps' THEN x.tps / y.tps
+						WHEN 'p50' THEN x.p50_ms / y.p50_ms
+						WHEN 'p99' THEN x.p99_ms / y.p99_ms END)
 	  FROM report.throughput x JOIN report.throughput y USING (round, mode, clients)
 	 WHERE x.kase = a AND y.kase = b AND mode = m AND clients = c
 $$;
@@ -569,15 +574,18 @@ md=$results/results.md
   echo
   echo "rtt: one round trip per statement. pipeline: the transaction's statements in one pipeline"
   echo "(pgbench \\startpipeline; for redis-new the PostgreSQL part, its Redis commands are one round"
-  echo "trip each). x floor: the median over rounds of the case's tps over the floor's in the same"
-  echo "round, mode and clients. Latencies are per transaction (per request for redis-new)."
+  echo "trip each). x_floor: the median over rounds of the case's tps over the floor's in the same"
+  echo "round, mode and clients; p50_x_floor and p99_x_floor the same for its latencies (above 1:"
+  echo "slower than the floor). Latencies are per transaction (per request for redis-new)."
   echo
   query_csv "
 SELECT mode, clients, kase AS case,
 	   round(percentile_cont(0.5) WITHIN GROUP (ORDER BY tps)) AS tps,
 	   round(report.ratio(kase, 'floor', mode, clients)::numeric, 2) AS x_floor,
 	   round(percentile_cont(0.5) WITHIN GROUP (ORDER BY p50_ms)::numeric, 3) AS p50_ms,
-	   round(percentile_cont(0.5) WITHIN GROUP (ORDER BY p99_ms)::numeric, 3) AS p99_ms
+	   round(report.ratio(kase, 'floor', mode, clients, 'p50')::numeric, 2) AS p50_x_floor,
+	   round(percentile_cont(0.5) WITHIN GROUP (ORDER BY p99_ms)::numeric, 3) AS p99_ms,
+	   round(report.ratio(kase, 'floor', mode, clients, 'p99')::numeric, 2) AS p99_x_floor
   FROM report.throughput
  GROUP BY mode, clients, kase
  ORDER BY mode DESC, clients, report.case_order(kase)" | md_table
