@@ -86,10 +86,7 @@ wait_for_lock(const LOCKTAG *tag, int wait_ms)
 	return false;
 }
 
-/*
- * Take the key's lock for the rest of the transaction.  Returns false if
- * another transaction still holds it after wait_ms (0: do not wait).
- */
+/* The key's lock: an advisory lock tag in the extension's own key space. */
 static void
 key_locktag(LOCKTAG *tag, uint64 keyhash)
 {
@@ -97,6 +94,10 @@ key_locktag(LOCKTAG *tag, uint64 keyhash)
 						 (uint32) keyhash, IK_LOCKTAG_SPACE);
 }
 
+/*
+ * Take the key's lock for the rest of the transaction.  Returns false if
+ * another transaction still holds it after wait_ms (0: do not wait).
+ */
 bool
 ik_lock_key(uint64 keyhash, int wait_ms)
 {

@@ -32,8 +32,8 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
-#include "storage/lmgr.h"
 #include "nodes/makefuncs.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
@@ -289,11 +289,27 @@ ik_store_lookup(text *scope, text *key, bool latest, IkRow *row)
 	table_close(rel, NoLock);
 }
 
+/* Does the table have a row that a fresh snapshot sees? */
+static bool
+has_rows(Relation rel)
+{
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	TableScanDesc scan = table_beginscan(rel, snapshot, 0, NULL);
+	bool		found = table_scan_getnextslot(scan, ForwardScanDirection,
+											   slot);
+
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snapshot);
+	return found;
+}
 
 /*
  * Apply the policy row of a scope, if there is one, over *policy: each
- * column that is not NULL overrides.  Read for every claim, so that a
- * changed row takes effect at once.
+ * column that is not NULL overrides.  While the table is known to be empty
+ * it is not read at all; a committed change makes it unknown again (see
+ * policies_known), so that the change applies to the next claim.
  */
 bool
 ik_store_policy(text *scope, IkPolicy *policy)
@@ -307,30 +323,24 @@ ik_store_policy(text *scope, IkPolicy *policy)
 
 	/* A change committed since this transaction's last look applies now. */
 	AcceptInvalidationMessages();
-	if (!policies_known)
-	{
-		uint64		invalidations = policies_invalidations;
-		Snapshot	snapshot;
-		TableScanDesc scan;
-		TupleTableSlot *slot;
-
-		rel = open_table(&policies_table, AccessShareLock);
-		snapshot = RegisterSnapshot(GetLatestSnapshot());
-		slot = table_slot_create(rel, NULL);
-		scan = table_beginscan(rel, snapshot, 0, NULL);
-		policies_empty = !table_scan_getnextslot(scan, ForwardScanDirection,
-												 slot);
-		table_endscan(scan);
-		ExecDropSingleTupleTableSlot(slot);
-		UnregisterSnapshot(snapshot);
-		table_close(rel, NoLock);
-		/* an invalidation while we looked: look again next time */
-		policies_known = (invalidations == policies_invalidations);
-	}
-	if (policies_empty)
+	if (policies_known && policies_empty)
 		return false;
 
 	rel = open_table(&policies_table, AccessShareLock);
+	if (!policies_known)
+	{
+		uint64		invalidations = policies_invalidations;
+
+		policies_empty = !has_rows(rel);
+		/* an invalidation while we looked: look again next time */
+		policies_known = (invalidations == policies_invalidations);
+		if (policies_empty)
+		{
+			table_close(rel, NoLock);
+			return false;
+		}
+	}
+
 	attr[Anum_policies_scope - 1] = scope;
 	found = probe(rel, attr, false, &p);
 
