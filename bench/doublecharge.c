@@ -273,20 +273,6 @@ sleep_ms(double ms)
 		;
 }
 
-static double
-parse_seconds(const char *arg, const char *option, double min)
-{
-	char	   *end;
-	double		v;
-
-	errno = 0;
-	v = strtod(arg, &end);
-	if (errno != 0 || end == arg || *end != '\0' || !(v >= min && v <= 86400))
-		fatal("invalid value \"%s\" for %s: a number of seconds from %g to "
-			  "86400 is expected", arg, option, min);
-	return v;
-}
-
 static void
 parse_options(int argc, char **argv)
 {

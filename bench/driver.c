@@ -106,6 +106,21 @@ parse_long(const char *arg, const char *option, long min, long max)
 	return v;
 }
 
+/* a number of seconds from min to a day */
+double
+parse_seconds(const char *arg, const char *option, double min)
+{
+	char	   *end;
+	double		v;
+
+	errno = 0;
+	v = strtod(arg, &end);
+	if (errno != 0 || end == arg || *end != '\0' || !(v >= min && v <= 86400))
+		fatal("invalid value \"%s\" for %s: a number of seconds from %g to "
+			  "86400 is expected", arg, option, min);
+	return v;
+}
+
 /* the index of arg among choices */
 int
 parse_choice(const char *arg, const char *option,

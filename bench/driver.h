@@ -62,6 +62,8 @@ extern uint64_t next_random(uint64_t *state);
 
 extern long parse_long(const char *arg, const char *option, long min,
 					   long max);
+extern double parse_seconds(const char *arg, const char *option,
+							double min);
 extern int	parse_choice(const char *arg, const char *option,
 						 const char *const *choices, int nchoices);
 extern void parse_redis_address(const char *arg, char **host, int *port);

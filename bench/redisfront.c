@@ -42,7 +42,6 @@
  *
  *-------------------------------------------------------------------------
  */
-#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <pthread.h>
@@ -167,7 +166,6 @@ parse_options(int argc, char **argv)
 		{NULL, 0, NULL, 0}
 	};
 	int			opt;
-	char	   *end;
 
 	while ((opt = getopt_long(argc, argv, "", long_options, NULL)) != -1)
 	{
@@ -183,13 +181,7 @@ parse_options(int argc, char **argv)
 				opt_clients = (int) parse_long(optarg, "--clients", 1, 1000);
 				break;
 			case 's':
-				errno = 0;
-				opt_seconds = strtod(optarg, &end);
-				if (errno != 0 || end == optarg || *end != '\0' ||
-					!(opt_seconds > 0 && opt_seconds <= 86400))
-					fatal("invalid value \"%s\" for --seconds: a number of "
-						  "seconds above 0, at most 86400, is expected",
-						  optarg);
+				opt_seconds = parse_seconds(optarg, "--seconds", 0.001);
 				break;
 			case 'm':
 				opt_pipeline = parse_choice(optarg, "--mode", mode_names,
