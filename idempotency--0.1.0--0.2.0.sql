@@ -104,3 +104,101 @@ CREATE TRIGGER policies_truncated
 	AFTER TRUNCATE ON idempotency.policies
 	FOR EACH STATEMENT EXECUTE FUNCTION idempotency.policies_changed();
 ALTER TABLE idempotency.policies ENABLE ALWAYS TRIGGER policies_truncated;
+
+
+-- The statistics gain reaper_skipped_rows, so idempotency.stats and the
+-- function behind it are made anew.  The privileges a DBA granted on them
+-- (README.md has the monitoring role's grants) are carried over, and stay
+-- the DBA's: pg_init_privs keeps recording only what the extension itself
+-- grants, so that pg_dump still dumps the DBA's grants.
+SELECT pg_catalog.set_config('idempotency_update.stats_grants',
+	pg_catalog.concat_ws(';',
+		(SELECT pg_catalog.string_agg(pg_catalog.format('GRANT %s ON idempotency.stats TO %s%s',
+							a.privilege_type,
+							CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END,
+							CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), ';')
+		   FROM pg_catalog.pg_class c,
+				LATERAL pg_catalog.aclexplode(c.relacl) a
+				LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee
+		  WHERE c.oid OPERATOR(pg_catalog.=) 'idempotency.stats'::pg_catalog.regclass
+			AND a.grantee OPERATOR(pg_catalog.<>) c.relowner),
+		(SELECT pg_catalog.string_agg(pg_catalog.format('GRANT EXECUTE ON FUNCTION idempotency.read_stats() TO %s%s',
+							CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END,
+							CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), ';')
+		   FROM pg_catalog.pg_proc p,
+				LATERAL pg_catalog.aclexplode(p.proacl) a
+				LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee
+		  WHERE p.oid OPERATOR(pg_catalog.=) 'idempotency.read_stats()'::pg_catalog.regprocedure
+			AND a.grantee OPERATOR(pg_catalog.<>) p.proowner)),
+	true);
+
+DROP VIEW idempotency.stats;
+DROP FUNCTION idempotency.read_stats();
+
+-- Statistics, kept in shared memory by a preloaded library.  One row per
+-- database, and one with a NULL dboid for databases beyond the slots.
+CREATE FUNCTION idempotency.read_stats(
+	OUT dboid oid,
+	OUT claims_new bigint,
+	OUT claims_replay bigint,
+	OUT claims_resume bigint,
+	OUT errors_ik400 bigint,
+	OUT errors_ik409 bigint,
+	OUT errors_ik410 bigint,
+	OUT errors_ik422 bigint,
+	OUT errors_ik428 bigint,
+	OUT completions bigint,
+	OUT releases bigint,
+	OUT releases_5xx bigint,
+	OUT shadow_would_replay bigint,
+	OUT shadow_would_conflict bigint,
+	OUT shadow_would_ik422 bigint,
+	OUT shadow_would_ik410 bigint,
+	OUT reaped_rows bigint,
+	OUT abandoned_claims bigint,
+	OUT reaper_runs bigint,
+	OUT reaper_skipped_rows bigint,
+	OUT last_reap timestamptz,
+	OUT claim_latency_seconds float8[],
+	OUT claim_latency_seconds_bucket bigint[],
+	OUT claim_latency_seconds_sum float8,
+	OUT claim_latency_seconds_count bigint,
+	OUT stats_reset timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'idempotency_stats'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+
+CREATE VIEW idempotency.stats AS
+	SELECT d.datname AS database, s.*
+	  FROM idempotency.read_stats() AS s
+	  LEFT JOIN pg_catalog.pg_database AS d ON d.oid OPERATOR(pg_catalog.=) s.dboid;
+
+COMMENT ON VIEW idempotency.stats IS
+	'Idempotency counters and claim latency per database, since stats_reset (needs shared_preload_libraries)';
+
+REVOKE ALL ON FUNCTION idempotency.read_stats() FROM PUBLIC;
+REVOKE ALL ON idempotency.stats FROM PUBLIC;
+
+DO $$
+DECLARE
+	stats_init pg_catalog.aclitem[];
+	read_stats_init pg_catalog.aclitem[];
+	grants text := pg_catalog.current_setting('idempotency_update.stats_grants');
+BEGIN
+	SELECT initprivs INTO stats_init FROM pg_catalog.pg_init_privs
+	 WHERE objoid OPERATOR(pg_catalog.=) 'idempotency.stats'::pg_catalog.regclass
+	   AND classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass;
+	SELECT initprivs INTO read_stats_init FROM pg_catalog.pg_init_privs
+	 WHERE objoid OPERATOR(pg_catalog.=) 'idempotency.read_stats()'::pg_catalog.regprocedure
+	   AND classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass;
+	IF grants <> '' THEN
+		EXECUTE grants;
+	END IF;
+	UPDATE pg_catalog.pg_init_privs SET initprivs = stats_init
+	 WHERE objoid OPERATOR(pg_catalog.=) 'idempotency.stats'::pg_catalog.regclass
+	   AND classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass;
+	UPDATE pg_catalog.pg_init_privs SET initprivs = read_stats_init
+	 WHERE objoid OPERATOR(pg_catalog.=) 'idempotency.read_stats()'::pg_catalog.regprocedure
+	   AND classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass;
+END
+$$;

@@ -223,6 +223,7 @@ CREATE FUNCTION idempotency.read_stats(
 	OUT reaped_rows bigint,
 	OUT abandoned_claims bigint,
 	OUT reaper_runs bigint,
+	OUT reaper_skipped_rows bigint,
 	OUT last_reap timestamptz,
 	OUT claim_latency_seconds float8[],
 	OUT claim_latency_seconds_bucket bigint[],

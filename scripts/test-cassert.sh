@@ -415,13 +415,13 @@ fi
 
 # --- scan the server logs -------------------------------------------------------------------
 # In the server logs: assertion failures (TRAP), PANICs, server processes that crashed (a
-# signal, or an exit without proc_exit, as UBSan's; the postmaster then terminates the
-# others), glibc's heap checks, AddressSanitizer / UBSan reports, the memory-context
+# signal other than the SIGKILL a test sends on purpose, or an exit without proc_exit, as
+# UBSan's), glibc's heap checks, AddressSanitizer / UBSan reports, the memory-context
 # checks of a cassert build (a write past a palloc'd chunk, a corrupt context) and the
 # resource-owner warnings of a transaction that leaked a relation, snapshot, buffer or lock.
 # Valgrind writes one log per process: any line in it but a warning is an error.
 phase "scan server logs for reports"
-report_re='TRAP: |PANIC: |terminated by signal|terminating any other active server processes|server process \(PID [0-9]+\) exited with exit code|exited with exit code 128|stack smashing detected|double free or corruption|malloc\(\): |free\(\): invalid|corrupted size vs|ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer)|detected write past chunk end|problem in (alloc set|Generation|slab)|WARNING: .*(reference leak|leak:|still active|not closed|refcount leak)|==[0-9]+== *(Invalid (read|write|free)|Conditional jump|Use of uninitialised|Uninitialised byte|Syscall param|Mismatched free|Source and destination overlap|Process terminating)'
+report_re='TRAP: |PANIC: |terminated by signal ([0-8]|1[0-9]|[2-9][0-9])\b|server process \(PID [0-9]+\) exited with exit code|exited with exit code 128|stack smashing detected|double free or corruption|malloc\(\): |free\(\): invalid|corrupted size vs|ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer)|detected write past chunk end|problem in (alloc set|Generation|slab)|WARNING: .*(reference leak|leak:|still active|not closed|refcount leak)|==[0-9]+== *(Invalid (read|write|free)|Conditional jump|Use of uninitialised|Uninitialised byte|Syscall param|Mismatched free|Source and destination overlap|Process terminating)'
 vg_benign_re='^==[0-9]+== *(Warning: .*)?$'
 logs=("$server_log")
 shopt -s nullglob

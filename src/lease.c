@@ -245,23 +245,6 @@ ik_lease_take_over(text *scope, text *key, const IkRow *locked,
 }
 
 /*
- * A durable claim that nobody finished before its retention ended is a
- * payment whose outcome is unknown: someone must reconcile it with the
- * processor.  Say so in the server log, with what is known of it.
- */
-void
-ik_report_abandoned(text *scope, text *key, text *recovery_point)
-{
-	ik_count(IK_ABANDONED_CLAIMS, 1);
-	ereport(LOG,
-			(errmsg("idempotency: abandoned durable claim of key \"%s\" in scope \"%s\"",
-					text_to_cstring(key), text_to_cstring(scope)),
-			 errdetail("Its last recovery point was %s; the payment must be reconciled.",
-					   recovery_point ? quote_literal_cstr(text_to_cstring(recovery_point))
-					   : "never recorded")));
-}
-
-/*
  * checkpoint(scope text, key text, recovery_point text, lease_token uuid)
  *
  * Records progress and renews the lease for its duration.

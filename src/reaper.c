@@ -1,22 +1,28 @@
 /*-------------------------------------------------------------------------
  *
  * reaper.c
- *	  Background workers that delete expired keys: a launcher, and one
- *	  reaper per database in idempotency.reaper_databases.
+ *	  The background reaper: a launcher, and a short-lived worker per run
+ *	  in each database of idempotency.reaper_databases.
  *
- * A background worker connects to one database for life, so the launcher,
- * connected to none (it reads only the shared catalog pg_database), starts
- * a dynamic reaper per listed database and stops those no longer listed
- * when the list changes on SIGHUP.  The postmaster restarts a reaper that
- * crashes or is terminated; the launcher restarts one that exited.
+ * As autovacuum does, the launcher stays connected to no database and
+ * starts a worker that connects to one database, deletes what is past
+ * retention there (reap.c) for at most REAPER_RUN_MS, and exits.  So no
+ * database is pinned between runs: DROP DATABASE, ALTER DATABASE RENAME
+ * and CREATE DATABASE ... TEMPLATE wait for other sessions to leave for up
+ * to five seconds, longer than a run lasts.  One worker runs at a time, so
+ * the reaper takes two background worker slots however many databases it
+ * serves, and a database never has two reapers.
  *
- * Each reaper, every idempotency.reaper_naptime, deletes rows past
- * retention in batches of idempotency.reaper_batch_size, each batch its
- * own short transaction (reap.c), and reports itself in pg_stat_activity.
- * A database without the extension is checked each nap, quietly.  Only
- * one reaper per database works at a time: it holds a session lock, which
- * a second reaper (one left behind by a launcher that crashed, say) waits
- * for by trying again each nap.
+ * What a database's runs must remember lives in a slot of shared memory:
+ * when its next run is due (a naptime after a run that finished the
+ * backlog, at once after one that stopped at its time limit, and, after
+ * runs that failed, a back-off that doubles up to an hour), the worker
+ * running for it, where a run that stopped with a backlog left off, and
+ * the rows that could not be deleted (reap.c), so that one such row is
+ * skipped rather than retried in a loop.  A crash
+ * restart of the cluster clears it all, with the workers: at most one
+ * reaper per database holds across it, since the workers are never
+ * restarted by the postmaster, only started by the launcher.
  *
  * Both start only once recovery has finished, so never on a standby, and
  * after a promotion.
@@ -31,8 +37,6 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
-#include "commands/dbcommands.h"
-#include "commands/extension.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "pgstat.h"
@@ -40,8 +44,10 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/lock.h"
+#include "storage/lwlock.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
+#include "storage/shmem.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -53,21 +59,68 @@
 PGDLLEXPORT void ik_reaper_launcher_main(Datum main_arg);
 PGDLLEXPORT void ik_reaper_main(Datum main_arg);
 
-/* "IR": fourth locktag field of the one-reaper-per-database lock */
-#define IK_REAPER_LOCK_SPACE	0x4952
+/* Seconds before the postmaster restarts a launcher that exited. */
+#define LAUNCHER_RESTART_S		10
 
-/* Seconds before the postmaster restarts a crashed launcher or reaper. */
-#define REAPER_RESTART_S		5
-
-/* How often the launcher checks its reapers when nothing wakes it. */
+/* How often the launcher looks at pg_database when nothing wakes it. */
 #define LAUNCHER_NAP_MS			10000
 
-/* A reaper the launcher started. */
-typedef struct ReaperSlot
+/* The longest back-off after failed runs. */
+#define REAPER_MAX_BACKOFF_MS	(3600 * 1000L)
+
+/* Databases with a slot; more listed ones are reported and left alone. */
+#define REAPER_SLOTS			32
+
+typedef struct ReaperDb
 {
-	Oid			dboid;
-	BackgroundWorkerHandle *handle;
-} ReaperSlot;
+	Oid			dboid;			/* InvalidOid while free */
+	pid_t		worker_pid;		/* of the worker running for it, or 0 */
+	bool		run_finished;	/* the last run ended normally */
+	bool		backlog;		/* ... with rows left to delete */
+	int			failures;		/* runs in a row that did not end normally */
+	TimestampTz next_run;
+	TimestampTz cursor;			/* where the next run starts (reap.c) */
+	int			nskipped;		/* rows that could not be deleted */
+	IkReapSkip	skipped[IK_REAPER_SKIP_SLOTS];
+} ReaperDb;
+
+typedef struct ReaperShared
+{
+	LWLock	   *lock;
+	ReaperDb	dbs[REAPER_SLOTS];
+} ReaperShared;
+
+static ReaperShared *reaper = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+reaper_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(ReaperShared)));
+	RequestNamedLWLockTranche("idempotency reaper", 1);
+}
+
+static void
+reaper_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	reaper = ShmemInitStruct("idempotency reaper", sizeof(ReaperShared), &found);
+	if (!found)
+	{
+		memset(reaper, 0, sizeof(ReaperShared));
+		reaper->lock = &(GetNamedLWLockTranche("idempotency reaper"))->lock;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
 
 /* Parse idempotency.reaper_databases; a check hook has vetted it. */
 static List *
@@ -95,16 +148,15 @@ ik_check_reaper_databases(char **newval, void **extra, GucSource source)
 	return ok;
 }
 
-/* What the launcher and the reapers have in common. */
 static void
 describe_worker(BackgroundWorker *worker, const char *function,
-				const char *type)
+				const char *type, int restart_s)
 {
 	memset(worker, 0, sizeof(BackgroundWorker));
 	worker->bgw_flags = BGWORKER_SHMEM_ACCESS |
 		BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker->bgw_restart_time = REAPER_RESTART_S;
+	worker->bgw_restart_time = restart_s;
 	snprintf(worker->bgw_library_name, BGW_MAXLEN, "idempotency");
 	snprintf(worker->bgw_function_name, BGW_MAXLEN, "%s", function);
 	snprintf(worker->bgw_name, BGW_MAXLEN, "%s", type);
@@ -116,59 +168,47 @@ ik_register_reaper_launcher(void)
 {
 	BackgroundWorker worker;
 
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = reaper_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = reaper_shmem_startup;
+
 	describe_worker(&worker, "ik_reaper_launcher_main",
-					"idempotency reaper launcher");
+					"idempotency reaper launcher", LAUNCHER_RESTART_S);
 	RegisterBackgroundWorker(&worker);
 }
 
-static BackgroundWorkerHandle *
-start_reaper(Oid dboid, const char *dbname)
+/* A database the configuration lists, as pg_database has it. */
+typedef struct ListedDatabase
 {
-	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
-
-	describe_worker(&worker, "ik_reaper_main", "idempotency reaper");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "idempotency reaper for database %s",
-			 dbname);
-	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
-	worker.bgw_notify_pid = MyProcPid;
-
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
-	{
-		ereport(WARNING,
-				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-				 errmsg("could not start the idempotency reaper for database \"%s\"",
-						dbname),
-				 errhint("Raise max_worker_processes; the launcher tries again.")));
-		return NULL;
-	}
-	return handle;
-}
-
-/* A database the configuration asks for. */
-typedef struct WantedDatabase
-{
-	Oid			dboid;
-	char	   *dbname;
-} WantedDatabase;
+	char	   *name;
+	Oid			dboid;			/* InvalidOid if there is none by that name */
+	bool		allowconn;
+} ListedDatabase;
 
 /*
- * The listed databases that exist, allocated in the caller's context.  A
- * listed database that does not exist is reported once per configuration
- * load.  Without a database of its own the launcher cannot use the
- * catalog caches, so it scans pg_database, as the autovacuum launcher
- * does.
+ * The listed databases, allocated in the caller's context.  Without a
+ * database of its own the launcher cannot use the catalog caches, so it
+ * scans pg_database, as the autovacuum launcher does.
  */
 static List *
-wanted_databases(bool config_changed)
+listed_databases(void)
 {
 	MemoryContext callercontext = CurrentMemoryContext;
 	List	   *names = reaper_database_names();
-	List	   *wanted = NIL;
+	List	   *listed = NIL;
 	ListCell   *lc;
 	Relation	rel;
 	TableScanDesc scan;
 	HeapTuple	tuple;
+
+	foreach(lc, names)
+	{
+		ListedDatabase *db = palloc0(sizeof(ListedDatabase));
+
+		db->name = pstrdup((char *) lfirst(lc));
+		listed = lappend(listed, db);
+	}
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -177,22 +217,16 @@ wanted_databases(bool config_changed)
 	scan = table_beginscan_catalog(rel, 0, NULL);
 	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
-		Form_pg_database db = (Form_pg_database) GETSTRUCT(tuple);
+		Form_pg_database form = (Form_pg_database) GETSTRUCT(tuple);
 
-		foreach(lc, names)
+		foreach(lc, listed)
 		{
-			char	   *name = (char *) lfirst(lc);
+			ListedDatabase *db = (ListedDatabase *) lfirst(lc);
 
-			if (strcmp(NameStr(db->datname), name) == 0)
+			if (strcmp(NameStr(form->datname), db->name) == 0)
 			{
-				MemoryContext xactcontext = MemoryContextSwitchTo(callercontext);
-				WantedDatabase *w = palloc(sizeof(WantedDatabase));
-
-				w->dboid = db->oid;
-				w->dbname = pstrdup(name);
-				wanted = lappend(wanted, w);
-				MemoryContextSwitchTo(xactcontext);
-				names = foreach_delete_current(names, lc);
+				db->dboid = form->oid;
+				db->allowconn = form->datallowconn;
 			}
 		}
 	}
@@ -200,77 +234,208 @@ wanted_databases(bool config_changed)
 	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(callercontext);
-
-	if (config_changed)
-	{
-		foreach(lc, names)
-			ereport(WARNING,
-					(errcode(ERRCODE_UNDEFINED_DATABASE),
-					 errmsg("idempotency.reaper_databases names database \"%s\", which does not exist",
-							(char *) lfirst(lc))));
-	}
-	return wanted;
+	return listed;
 }
 
 /*
- * Bring the running reapers in line with the configured databases: stop
- * those no longer listed, forget those that exited, and start the missing.
+ * What the launcher last said about each listed database, so that a
+ * database that is missing, refuses connections or finds no slot is
+ * reported once, not at every look; a new list reports afresh.
  */
-static List *
-sync_reapers(List *slots, bool config_changed)
+typedef enum Reported
 {
-	List	   *wanted = wanted_databases(config_changed);
-	List	   *kept = NIL;
+	REPORTED_NOTHING,
+	REPORTED_MISSING,
+	REPORTED_NOCONN,
+	REPORTED_NOSLOT
+} Reported;
+
+typedef struct Report
+{
+	char	   *name;
+	Reported	what;
+} Report;
+
+static List *reports = NIL;		/* in TopMemoryContext */
+
+static void
+report_once(const char *name, Reported what)
+{
+	ListCell   *lc;
+	Report	   *r = NULL;
+
+	foreach(lc, reports)
+	{
+		if (strcmp(((Report *) lfirst(lc))->name, name) == 0)
+			r = (Report *) lfirst(lc);
+	}
+	if (r == NULL)
+	{
+		MemoryContext oldcontext = MemoryContextSwitchTo(TopMemoryContext);
+
+		r = palloc0(sizeof(Report));
+		r->name = pstrdup(name);
+		reports = lappend(reports, r);
+		MemoryContextSwitchTo(oldcontext);
+	}
+	if (r->what == what)
+		return;
+	r->what = what;
+	switch (what)
+	{
+		case REPORTED_NOTHING:
+			break;
+		case REPORTED_MISSING:
+			ereport(LOG,
+					(errmsg("idempotency reaper: database \"%s\" of idempotency.reaper_databases does not exist",
+							name),
+					 errhint("A database that was dropped or renamed is no longer reaped; list its new name.")));
+			break;
+		case REPORTED_NOCONN:
+			ereport(LOG,
+					(errmsg("idempotency reaper: database \"%s\" does not allow connections; it is not reaped",
+							name)));
+			break;
+		case REPORTED_NOSLOT:
+			ereport(LOG,
+					(errmsg("idempotency reaper: database \"%s\" is not reaped: the reaper serves at most %d databases",
+							name, REAPER_SLOTS)));
+			break;
+	}
+}
+
+/*
+ * Give each listed database that can be reaped a slot, keep the slots of
+ * those still listed, and free the others (once no worker runs there).
+ */
+static void
+assign_slots(List *listed)
+{
 	ListCell   *lc;
 
-	foreach(lc, slots)
+	LWLockAcquire(reaper->lock, LW_EXCLUSIVE);
+	for (int s = 0; s < REAPER_SLOTS; s++)
 	{
-		ReaperSlot *slot = (ReaperSlot *) lfirst(lc);
-		bool		listed = false;
-		ListCell   *lc2;
-		pid_t		pid;
+		ReaperDb   *slot = &reaper->dbs[s];
+		bool		wanted = false;
 
-		foreach(lc2, wanted)
-			listed |= (((WantedDatabase *) lfirst(lc2))->dboid == slot->dboid);
-		if (listed &&
-			GetBackgroundWorkerPid(slot->handle, &pid) != BGWH_STOPPED)
-			kept = lappend(kept, slot);
-		else
+		foreach(lc, listed)
 		{
-			TerminateBackgroundWorker(slot->handle);
-			pfree(slot->handle);
-			pfree(slot);
-		}
-	}
-	list_free(slots);
+			ListedDatabase *db = (ListedDatabase *) lfirst(lc);
 
-	foreach(lc, wanted)
+			wanted |= (db->allowconn && db->dboid == slot->dboid);
+		}
+		if (OidIsValid(slot->dboid) && !wanted && slot->worker_pid == 0)
+			memset(slot, 0, sizeof(ReaperDb));
+	}
+	foreach(lc, listed)
 	{
-		WantedDatabase *db = (WantedDatabase *) lfirst(lc);
-		bool		running = false;
-		ListCell   *lc2;
-		BackgroundWorkerHandle *handle;
+		ListedDatabase *db = (ListedDatabase *) lfirst(lc);
+		int			free_slot = -1;
+		bool		has_slot = false;
 
-		foreach(lc2, kept)
-			running |= (((ReaperSlot *) lfirst(lc2))->dboid == db->dboid);
-		if (!running && (handle = start_reaper(db->dboid, db->dbname)) != NULL)
+		if (!OidIsValid(db->dboid))
 		{
-			ReaperSlot *slot = palloc(sizeof(ReaperSlot));
-
-			slot->dboid = db->dboid;
-			slot->handle = handle;
-			kept = lappend(kept, slot);
+			report_once(db->name, REPORTED_MISSING);
+			continue;
 		}
+		if (!db->allowconn)
+		{
+			report_once(db->name, REPORTED_NOCONN);
+			continue;
+		}
+		for (int s = 0; s < REAPER_SLOTS; s++)
+		{
+			has_slot |= (reaper->dbs[s].dboid == db->dboid);
+			if (free_slot < 0 && !OidIsValid(reaper->dbs[s].dboid))
+				free_slot = s;
+		}
+		if (!has_slot && free_slot < 0)
+		{
+			report_once(db->name, REPORTED_NOSLOT);
+			continue;
+		}
+		if (!has_slot)
+			reaper->dbs[free_slot].dboid = db->dboid;
+		report_once(db->name, REPORTED_NOTHING);
 	}
-	list_free_deep(wanted);
-	return kept;
+	LWLockRelease(reaper->lock);
+}
+
+static bool
+listed(List *dbs, Oid dboid)
+{
+	ListCell   *lc;
+
+	foreach(lc, dbs)
+	{
+		ListedDatabase *db = (ListedDatabase *) lfirst(lc);
+
+		if (db->dboid == dboid && db->allowconn)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * After a run: the next one is due a naptime later, or at once if the run
+ * stopped with a backlog, or after a back-off that doubles with each run
+ * in a row that did not end normally (an error, a termination).
+ */
+static void
+schedule_after_run(ReaperDb *slot)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int64		delay_ms;
+
+	if (slot->run_finished)
+	{
+		slot->failures = 0;
+		delay_ms = slot->backlog ? 0 : (int64) ik_reaper_naptime_s * 1000;
+	}
+	else
+	{
+		slot->failures = Min(slot->failures + 1, 30);
+		delay_ms = Min((int64) ik_reaper_naptime_s * 1000 << slot->failures,
+					   REAPER_MAX_BACKOFF_MS);
+	}
+	slot->next_run = ik_time_plus_ms(now, delay_ms);
+}
+
+static BackgroundWorkerHandle *
+start_worker(int s)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	ReaperDb   *slot = &reaper->dbs[s];
+
+	describe_worker(&worker, "ik_reaper_main", "idempotency reaper",
+					BGW_NEVER_RESTART);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "idempotency reaper for database %u",
+			 slot->dboid);
+	worker.bgw_main_arg = Int32GetDatum(s);
+	memcpy(worker.bgw_extra, &slot->dboid, sizeof(Oid));
+	worker.bgw_notify_pid = MyProcPid;
+
+	slot->run_finished = false;
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("could not start the idempotency reaper"),
+				 errhint("Raise max_worker_processes; the launcher tries again.")));
+		return NULL;
+	}
+	return handle;
 }
 
 void
 ik_reaper_launcher_main(Datum main_arg)
 {
-	List	   *slots = NIL;
-	bool		config_changed = true;
+	BackgroundWorkerHandle *running = NULL;
+	int			running_slot = -1;
+	TimestampTz last_look = 0;
+	char	   *reported_list = NULL;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -281,123 +446,219 @@ ik_reaper_launcher_main(Datum main_arg)
 
 	for (;;)
 	{
-		slots = sync_reapers(slots, config_changed);
-		config_changed = false;
-
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 LAUNCHER_NAP_MS, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
+		TimestampTz now = GetCurrentTimestamp();
+		TimestampTz wake = ik_time_plus_ms(now, LAUNCHER_NAP_MS);
+		List	   *dbs = NIL;
+		pid_t		pid;
+		bool		busy = false;
+		int			due = -1;
 
 		if (ConfigReloadPending)
 		{
+			TimestampTz soonest;
+
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			config_changed = true;
+			if (reported_list == NULL ||
+				strcmp(reported_list, ik_reaper_databases) != 0)
+			{
+				ListCell   *lc;
+
+				foreach(lc, reports)
+					pfree(((Report *) lfirst(lc))->name);
+				list_free_deep(reports);
+				reports = NIL;
+				if (reported_list != NULL)
+					pfree(reported_list);
+				reported_list = MemoryContextStrdup(TopMemoryContext,
+													ik_reaper_databases);
+			}
+			last_look = 0;
+
+			/* a shorter naptime applies to the runs already scheduled */
+			soonest = ik_time_plus_ms(now, (int64) ik_reaper_naptime_s * 1000);
+			LWLockAcquire(reaper->lock, LW_EXCLUSIVE);
+			for (int s = 0; s < REAPER_SLOTS; s++)
+			{
+				if (reaper->dbs[s].failures == 0)
+					reaper->dbs[s].next_run = Min(reaper->dbs[s].next_run, soonest);
+			}
+			LWLockRelease(reaper->lock);
 		}
-	}
-}
-
-/* Is this reaper's database still listed? */
-static bool
-database_still_listed(void)
-{
-	char	   *mine = get_database_name(MyDatabaseId);
-	List	   *names = reaper_database_names();
-	ListCell   *lc;
-
-	foreach(lc, names)
-	{
-		if (mine != NULL && strcmp(mine, (char *) lfirst(lc)) == 0)
-			return true;
-	}
-	return false;
-}
-
-/*
- * One round: batches until one comes back short.  Returns without work
- * when the extension is not installed here, or while another reaper holds
- * this database.
- */
-static void
-reap_round(bool *have_lock)
-{
-	LOCKTAG		tag;
-	int64		deleted;
-	int64		total = 0;
-	int			found = 0;
-	bool		installed;
-	TimestampTz cursor = DT_NOBEGIN;
-
-	if (!*have_lock)
-	{
-		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, 0, IK_REAPER_LOCK_SPACE);
-		*have_lock = (LockAcquire(&tag, ExclusiveLock, true, true) !=
-					  LOCKACQUIRE_NOT_AVAIL);
-		if (!*have_lock)
-			return;
-	}
-
-	do
-	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		installed = OidIsValid(get_extension_oid("idempotency", true));
-		found = 0;
-		if (installed)
+		/* the run this launcher started has ended: schedule the next one */
+		if (running != NULL &&
+			GetBackgroundWorkerPid(running, &pid) == BGWH_STOPPED)
 		{
-			pgstat_report_activity(STATE_RUNNING,
-								   "deleting idempotency keys past retention");
-			found = ik_reap_batch(ik_reaper_batch_size,
-								  GetCurrentTransactionStartTimestamp(),
-								  &cursor, &deleted);
-			total += deleted;
-			if (found < ik_reaper_batch_size)
-				ik_count_reap(total);
+			LWLockAcquire(reaper->lock, LW_EXCLUSIVE);
+			schedule_after_run(&reaper->dbs[running_slot]);
+			LWLockRelease(reaper->lock);
+			pfree(running);
+			running = NULL;
 		}
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		pgstat_report_stat(false);
-		pgstat_report_activity(STATE_IDLE, NULL);
 
-		if (!installed)
-			elog(DEBUG1, "idempotency reaper: extension not installed in this database");
+		/* look at pg_database every nap, and before a run may start */
+		if (last_look == 0 || running == NULL ||
+			TimestampDifferenceExceeds(last_look, now, LAUNCHER_NAP_MS))
+		{
+			dbs = listed_databases();
+			assign_slots(dbs);
+			last_look = now;
+		}
+
+		/*
+		 * Start the run that is due first, unless one is running: ours, or
+		 * one a launcher before us started (it clears its slot's pid when it
+		 * exits, and a crash restart clears shared memory).
+		 */
+		LWLockAcquire(reaper->lock, LW_EXCLUSIVE);
+		for (int s = 0; s < REAPER_SLOTS; s++)
+		{
+			ReaperDb   *slot = &reaper->dbs[s];
+
+			if (!OidIsValid(slot->dboid))
+				continue;
+			busy |= (slot->worker_pid != 0);
+			if (dbs != NIL && !listed(dbs, slot->dboid))
+				continue;
+			if (due < 0 || slot->next_run < reaper->dbs[due].next_run)
+				due = s;
+		}
+		if (running == NULL && !busy && due >= 0)
+		{
+			if (reaper->dbs[due].next_run <= now)
+			{
+				running = start_worker(due);
+				running_slot = due;
+				if (running == NULL)
+					reaper->dbs[due].next_run = ik_time_plus_ms(now, LAUNCHER_NAP_MS);
+			}
+			else
+				wake = Min(wake, reaper->dbs[due].next_run);
+		}
+		LWLockRelease(reaper->lock);
+		list_free_deep(dbs);
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 busy && running == NULL ? 1000 :
+						 Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), wake), 1),
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
-	} while (found >= ik_reaper_batch_size);
+	}
+}
+
+static ReaperDb *my_slot = NULL;
+
+/* A worker's exit, however it happens, frees its database for the next. */
+static void
+release_slot(int code, Datum arg)
+{
+	LWLockAcquire(reaper->lock, LW_EXCLUSIVE);
+	if (my_slot->worker_pid == MyProcPid)
+		my_slot->worker_pid = 0;
+	LWLockRelease(reaper->lock);
 }
 
 void
 ik_reaper_main(Datum main_arg)
 {
-	bool		have_lock = false;
+	int			s = DatumGetInt32(main_arg);
+	Oid			dboid;
+	bool		mine;
+	bool		drained;
+	TimestampTz cursor;
 
+	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg),
-											  InvalidOid, 0);
 
-	for (;;)
+	/* one worker per database, whoever started it */
+	my_slot = &reaper->dbs[s];
+	LWLockAcquire(reaper->lock, LW_EXCLUSIVE);
+	mine = (my_slot->dboid == dboid &&
+			(my_slot->worker_pid == 0 ||
+			 BackendPidGetProc(my_slot->worker_pid) == NULL));
+	if (mine)
+		my_slot->worker_pid = MyProcPid;
+	LWLockRelease(reaper->lock);
+	if (!mine)
+		proc_exit(0);
+	before_shmem_exit(release_slot, (Datum) 0);
+
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("idempotency reaper");
+
+	/* a run with a backlog left starts the next where it stopped */
+	cursor = my_slot->backlog ? my_slot->cursor : DT_NOBEGIN;
+	drained = ik_reap_run(ik_time_plus_ms(GetCurrentTimestamp(), IK_REAPER_RUN_MS),
+						  &cursor);
+
+	LWLockAcquire(reaper->lock, LW_EXCLUSIVE);
+	my_slot->backlog = !drained;
+	my_slot->cursor = cursor;
+	my_slot->run_finished = true;
+	LWLockRelease(reaper->lock);
+	proc_exit(0);
+}
+
+/*
+ * The rows of this database that could not be deleted and are not yet
+ * due for another try, into skipped (IK_REAPER_SKIP_SLOTS entries);
+ * returns how many.  Nothing without the library preloaded.
+ */
+int
+ik_reaper_skipped_rows(IkReapSkip *skipped, TimestampTz now)
+{
+	int			n = 0;
+
+	if (reaper == NULL)
+		return 0;
+	LWLockAcquire(reaper->lock, LW_SHARED);
+	for (int s = 0; s < REAPER_SLOTS; s++)
 	{
-		reap_round(&have_lock);
+		ReaperDb   *slot = &reaper->dbs[s];
 
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 (long) ik_reaper_naptime_s * 1000L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-
-		if (ConfigReloadPending)
+		if (slot->dboid != MyDatabaseId)
+			continue;
+		for (int i = 0; i < slot->nskipped; i++)
 		{
-			bool		listed;
-
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-			StartTransactionCommand();
-			listed = database_still_listed();
-			CommitTransactionCommand();
-			if (!listed)
-				proc_exit(0);
+			if (slot->skipped[i].retry_at > now)
+				skipped[n++] = slot->skipped[i];
 		}
 	}
+	LWLockRelease(reaper->lock);
+	return n;
+}
+
+/*
+ * Remember a row of this database that could not be deleted, until
+ * retry_at; when the slot's list is full the entry due soonest gives way.
+ */
+void
+ik_reaper_skip_row(const IkReapSkip *row)
+{
+	if (reaper == NULL)
+		return;
+	LWLockAcquire(reaper->lock, LW_EXCLUSIVE);
+	for (int s = 0; s < REAPER_SLOTS; s++)
+	{
+		ReaperDb   *slot = &reaper->dbs[s];
+		int			victim = 0;
+
+		if (slot->dboid != MyDatabaseId)
+			continue;
+		if (slot->nskipped < IK_REAPER_SKIP_SLOTS)
+			victim = slot->nskipped++;
+		else
+		{
+			for (int i = 1; i < slot->nskipped; i++)
+			{
+				if (slot->skipped[i].retry_at < slot->skipped[victim].retry_at)
+					victim = i;
+			}
+		}
+		slot->skipped[victim] = *row;
+	}
+	LWLockRelease(reaper->lock);
 }

@@ -174,8 +174,11 @@ ik_count(IkCounter counter, uint64 n)
 {
 	IkStatsSlot *slot = database_slot();
 
-	if (slot != NULL)
-		pg_atomic_fetch_add_u64(&slot->counters[counter], n);
+	if (slot == NULL)
+		return;
+	pg_atomic_fetch_add_u64(&slot->counters[counter], n);
+	if (counter == IK_REAPER_RUNS)
+		pg_atomic_write_u64(&slot->last_reap, (uint64) GetCurrentTimestamp());
 }
 
 /* Count an error of ours by its SQLSTATE; others are not ours to count. */
@@ -253,18 +256,6 @@ count_claim_latency(instr_time started)
 							(uint64) INSTR_TIME_GET_MICROSEC(elapsed) * 1000);
 }
 
-void
-ik_count_reap(uint64 rows)
-{
-	IkStatsSlot *slot = database_slot();
-
-	if (slot == NULL)
-		return;
-	pg_atomic_fetch_add_u64(&slot->counters[IK_REAPER_RUNS], 1);
-	pg_atomic_fetch_add_u64(&slot->counters[IK_REAPED_ROWS], rows);
-	pg_atomic_write_u64(&slot->last_reap, (uint64) GetCurrentTimestamp());
-}
-
 static void
 require_shared_memory(void)
 {
@@ -286,20 +277,55 @@ float8_array(const double *values, int n)
 						   TYPALIGN_DOUBLE);
 }
 
+/* The view's column of each counter. */
+static const char *const counter_columns[IK_NUM_COUNTERS] = {
+	[IK_CLAIMS_NEW] = "claims_new",
+	[IK_CLAIMS_REPLAY] = "claims_replay",
+	[IK_CLAIMS_RESUME] = "claims_resume",
+	[IK_ERRORS_IK400] = "errors_ik400",
+	[IK_ERRORS_IK409] = "errors_ik409",
+	[IK_ERRORS_IK410] = "errors_ik410",
+	[IK_ERRORS_IK422] = "errors_ik422",
+	[IK_ERRORS_IK428] = "errors_ik428",
+	[IK_COMPLETIONS] = "completions",
+	[IK_RELEASES] = "releases",
+	[IK_RELEASES_5XX] = "releases_5xx",
+	[IK_SHADOW_WOULD_REPLAY] = "shadow_would_replay",
+	[IK_SHADOW_WOULD_CONFLICT] = "shadow_would_conflict",
+	[IK_SHADOW_WOULD_IK422] = "shadow_would_ik422",
+	[IK_SHADOW_WOULD_IK410] = "shadow_would_ik410",
+	[IK_REAPED_ROWS] = "reaped_rows",
+	[IK_ABANDONED_CLAIMS] = "abandoned_claims",
+	[IK_REAPER_RUNS] = "reaper_runs",
+	[IK_REAPER_SKIPPED_ROWS] = "reaper_skipped_rows",
+};
+
+/* One database's row of read_stats(), by column name. */
+typedef struct StatsRow
+{
+	const char *name;
+	Datum		value;
+	bool		isnull;
+} StatsRow;
+
 /*
- * stats() RETURNS SETOF record: one row per database with counters,
+ * read_stats() RETURNS SETOF record: one row per database with counters,
  * behind the view idempotency.stats.  The histogram comes as Prometheus
  * wants it: bucket upper bounds (the last is +Inf), cumulative counts,
- * sum and count.
+ * sum and count.  Columns are filled by name, so that the function of
+ * every catalog version this library serves gets what it declares (0.1.0
+ * has no reaper_skipped_rows).
  */
 Datum
 idempotency_stats(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	double		bounds[IK_LATENCY_BUCKETS];
+	TupleDesc	desc;
 
 	require_shared_memory();
 	InitMaterializedSRF(fcinfo, 0);
+	desc = rsinfo->setDesc;
 
 	for (int i = 0; i < (int) lengthof(latency_bounds); i++)
 		bounds[i] = latency_bounds[i];
@@ -309,39 +335,62 @@ idempotency_stats(PG_FUNCTION_ARGS)
 	{
 		IkStatsSlot *slot = &shared->slots[s];
 		Oid			dboid = pg_atomic_read_u32(&slot->dboid);
-		Datum		values[IK_NUM_COUNTERS + 7];
-		bool		nulls[IK_NUM_COUNTERS + 7];
+		StatsRow	row[IK_NUM_COUNTERS + 7];
+		Datum	   *values;
+		bool	   *nulls;
 		Datum		cumulative[IK_LATENCY_BUCKETS];
 		uint64		running = 0;
 		uint64		last_reap = pg_atomic_read_u64(&slot->last_reap);
-		int			c = 0;
+		int			n = 0;
 
 		if (s < IK_STATS_SLOTS && dboid == InvalidOid)
 			continue;
-		memset(nulls, false, sizeof(nulls));
 
-		values[c] = ObjectIdGetDatum(dboid);
-		nulls[c++] = (s == IK_STATS_SLOTS);
+		row[n++] = (StatsRow) {"dboid", ObjectIdGetDatum(dboid), s == IK_STATS_SLOTS};
 		for (int i = 0; i < IK_NUM_COUNTERS; i++)
-			values[c++] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->counters[i]));
-		values[c] = TimestampTzGetDatum((TimestampTz) last_reap);
-		nulls[c++] = (last_reap == 0);
-
+			row[n++] = (StatsRow) {counter_columns[i],
+				Int64GetDatum((int64) pg_atomic_read_u64(&slot->counters[i])), false};
+		row[n++] = (StatsRow) {"last_reap", TimestampTzGetDatum((TimestampTz) last_reap),
+			last_reap == 0};
 		for (int i = 0; i < IK_LATENCY_BUCKETS; i++)
 		{
 			running += pg_atomic_read_u64(&slot->latency_buckets[i]);
 			cumulative[i] = Int64GetDatum((int64) running);
 		}
-		values[c++] = PointerGetDatum(float8_array(bounds, IK_LATENCY_BUCKETS));
-		values[c++] = PointerGetDatum(construct_array(cumulative, IK_LATENCY_BUCKETS,
-													  INT8OID, sizeof(int64),
-													  FLOAT8PASSBYVAL,
-													  TYPALIGN_DOUBLE));
-		values[c++] = Float8GetDatum(pg_atomic_read_u64(&slot->latency_sum_ns) / 1e9);
-		values[c++] = Int64GetDatum((int64) running);
-		values[c++] = TimestampTzGetDatum((TimestampTz) pg_atomic_read_u64(&shared->reset_at));
+		row[n++] = (StatsRow) {"claim_latency_seconds",
+			PointerGetDatum(float8_array(bounds, IK_LATENCY_BUCKETS)), false};
+		row[n++] = (StatsRow) {"claim_latency_seconds_bucket",
+			PointerGetDatum(construct_array(cumulative, IK_LATENCY_BUCKETS,
+											INT8OID, sizeof(int64),
+											FLOAT8PASSBYVAL,
+											TYPALIGN_DOUBLE)), false};
+		row[n++] = (StatsRow) {"claim_latency_seconds_sum",
+			Float8GetDatum(pg_atomic_read_u64(&slot->latency_sum_ns) / 1e9), false};
+		row[n++] = (StatsRow) {"claim_latency_seconds_count",
+			Int64GetDatum((int64) running), false};
+		row[n++] = (StatsRow) {"stats_reset",
+			TimestampTzGetDatum((TimestampTz) pg_atomic_read_u64(&shared->reset_at)),
+			false};
 
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		values = palloc(sizeof(Datum) * desc->natts);
+		nulls = palloc(sizeof(bool) * desc->natts);
+		for (int a = 0; a < desc->natts; a++)
+		{
+			const char *name = NameStr(TupleDescAttr(desc, a)->attname);
+			int			r = 0;
+
+			while (r < n && strcmp(row[r].name, name) != 0)
+				r++;
+			if (r == n)
+				ereport(ERROR,
+						(errcode(ERRCODE_IK_TABLE_NEEDS_OPERATOR),
+						 errmsg("idempotency.read_stats() declares column \"%s\", which this library does not know",
+								name),
+						 errhint("Install the extension's files of the version the catalog has, or run ALTER EXTENSION idempotency UPDATE.")));
+			values[a] = row[r].value;
+			nulls[a] = row[r].isnull;
+		}
+		tuplestore_putvalues(rsinfo->setResult, desc, values, nulls);
 	}
 	return (Datum) 0;
 }

@@ -707,11 +707,15 @@ ik_store_lock(text *scope, text *key, IkRow *row, int wait_ms)
  * moves past what was seen, so that a batch does not walk again the index
  * entries of the rows the batches before it deleted (they stay in the
  * index while an old snapshot holds back the horizon).  Rows that break
- * the invariants are skipped here: they are reported when claimed.
+ * the invariants are skipped here: they are reported when claimed; so are
+ * the rows skip() names (they could not be deleted before).
  */
 int
 ik_store_reap_scan(TimestampTz now, TimestampTz *cursor, int limit,
-				   IkReapCandidate *candidates)
+				   IkReapCandidate *candidates,
+				   bool (*skip) (void *arg, uint64 keyhash,
+								 TimestampTz retain_until),
+				   void *skip_arg)
 {
 	Relation	rel;
 	Relation	index = NULL;
@@ -754,16 +758,19 @@ ik_store_reap_scan(TimestampTz now, TimestampTz *cursor, int limit,
 			*cursor = row.retain_until;
 		if (!row.completed && row.lease_expires_at > wall)
 			continue;
-		c = &candidates[n++];
-		c->tid = row.tid;
-		c->retain_until = row.retain_until;
-		c->completed = row.completed;
+		c = &candidates[n];
 		c->scope = DatumGetTextPCopy(ik_table_value(&ik_keys_table, slot,
 													IK_KEYS_SCOPE, &isnull));
 		c->key = DatumGetTextPCopy(ik_table_value(&ik_keys_table, slot,
 												  IK_KEYS_KEY, &isnull));
 		c->keyhash = ik_key_hash(c->scope, c->key);
+		if (skip(skip_arg, c->keyhash, row.retain_until))
+			continue;
+		c->tid = row.tid;
+		c->retain_until = row.retain_until;
+		c->completed = row.completed;
 		c->recovery_point = row.recovery_point;
+		n++;
 	}
 
 	if (iscan)

@@ -41,6 +41,7 @@
 #include "catalog/pg_index.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "compat.h"
 #include "executor/executor.h"
@@ -483,6 +484,13 @@ ik_table_open(IkTable *table, LOCKMODE lockmode)
 		if (table->valid)
 			return table_open(table->relid, NoLock);
 	}
+}
+
+/* Is the extension installed in this database? */
+bool
+ik_extension_installed(void)
+{
+	return OidIsValid(get_extension_oid("idempotency", true));
 }
 
 /* The value of one of the table's columns in a deformed slot. */

@@ -19,15 +19,15 @@ $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'idempotency'
 idempotency.reaper_naptime = 3600
 idempotency.reaper_batch_size = $batch
+idempotency.reaper_rows_per_second = 0
 log_min_messages = warning
 });
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION idempotency CASCADE');
 
-# The reaper's first round found an empty table; it now naps for an hour.
+# The reaper's first run found an empty table; the next is an hour away.
 $node->poll_query_until('postgres', q{
-	SELECT count(*) = 1 FROM pg_stat_activity
-	 WHERE backend_type = 'idempotency reaper' AND state = 'idle'});
+	SELECT reaper_runs >= 1 FROM idempotency.stats WHERE database = 'postgres'});
 $node->safe_psql('postgres', qq{
 	INSERT INTO idempotency.keys (scope, key, fingerprint, state, response_status,
 	                              created_at, expires_at, retain_until)
@@ -58,7 +58,8 @@ SELECT idempotency.complete('load', 'k' || :k, 201);
 COMMIT;
 });
 
-# Start the reaper (naptime 1 s, on reload) and the clients together.
+# Start the reaper (naptime 1 s, on reload, unthrottled: this is about the
+# claims' waits, not the throttle) and the clients together.
 $node->append_conf('postgresql.conf', 'idempotency.reaper_naptime = 1');
 $node->reload;
 my $logprefix = $node->basedir . '/claims';
