@@ -105,6 +105,18 @@ CREATE TRIGGER policies_truncated
 	FOR EACH STATEMENT EXECUTE FUNCTION idempotency.policies_changed();
 ALTER TABLE idempotency.policies ENABLE ALWAYS TRIGGER policies_truncated;
 
+-- The idempotency key to send to a payment processor for a request: the
+-- same for every attempt at it, derived under idempotency.downstream_secret
+-- (src/downstream.c).
+CREATE FUNCTION idempotency.downstream_key(
+	scope text,
+	key text,
+	fingerprint bytea,
+	purpose text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'idempotency_downstream_key'
+LANGUAGE C STABLE PARALLEL SAFE;
+REVOKE ALL ON FUNCTION idempotency.downstream_key(text, text, bytea, text) FROM PUBLIC;
 
 -- The statistics gain reaper_skipped_rows, so idempotency.stats and the
 -- function behind it are made anew.  The privileges a DBA granted on them

@@ -201,6 +201,18 @@ RETURNS bytea
 AS 'MODULE_PATHNAME', 'idempotency_fingerprint_bytes'
 LANGUAGE C STABLE PARALLEL SAFE;
 
+-- The idempotency key to send to a payment processor for a request: the
+-- same for every attempt at it, derived under idempotency.downstream_secret
+-- (src/downstream.c).
+CREATE FUNCTION idempotency.downstream_key(
+	scope text,
+	key text,
+	fingerprint bytea,
+	purpose text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'idempotency_downstream_key'
+LANGUAGE C STABLE PARALLEL SAFE;
+
 -- Statistics, kept in shared memory by a preloaded library.  One row per
 -- database, and one with a NULL dboid for databases beyond the slots.
 CREATE FUNCTION idempotency.read_stats(

@@ -27,7 +27,8 @@ SELECT name, CASE name
         ELSE reset_val END
   FROM pg_settings WHERE name LIKE 'idempotency.%'
 UNION ALL
-SELECT 'idempotency.fingerprint_secret', 'guess';
+VALUES ('idempotency.fingerprint_secret', 'guess'),
+       ('idempotency.downstream_secret', 'guess');
 GRANT SELECT ON guc_value TO idem_guc_app;
 
 CREATE FUNCTION pg_temp.try_as(r text, q text) RETURNS text LANGUAGE plpgsql AS $$

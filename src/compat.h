@@ -36,6 +36,18 @@
 	index_beginscan((heap), (index), (snapshot), (nkeys), 0)
 #endif
 
+/*
+ * Memory of a GUC's values and of its check hook's extra: plain malloc()
+ * up to 15, the GUC module's own allocator from 16.
+ */
+#if PG_VERSION_NUM >= 160000
+#define ik_guc_strdup(s)	guc_strdup(LOG, (s))
+#define ik_guc_free(p)		guc_free(p)
+#else
+#define ik_guc_strdup(s)	strdup(s)
+#define ik_guc_free(p)		free(p)
+#endif
+
 /* 17 lets an index AM release what it kept across inserts (BRIN does). */
 #if PG_VERSION_NUM >= 170000
 #define ik_index_insert_cleanup(index, info) index_insert_cleanup((index), (info))

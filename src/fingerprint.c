@@ -25,9 +25,7 @@
  */
 #include "idempotency.h"
 
-#include "common/cryptohash.h"
-#include "common/hmac.h"
-#include "common/sha2.h"
+#include "hasher.h"
 #include "utils/builtins.h"
 #include "utils/numeric.h"
 
@@ -36,120 +34,6 @@ PG_FUNCTION_INFO_V1(idempotency_fingerprint_request_text);
 PG_FUNCTION_INFO_V1(idempotency_fingerprint_bytes);
 
 #define IK_METHOD_MAX_BYTES 32
-
-/* SHA-256 or HMAC-SHA256, fed through a buffer to keep calls few. */
-typedef struct Hasher
-{
-	pg_cryptohash_ctx *hash;
-	pg_hmac_ctx *hmac;
-	int			used;
-	uint8		buf[8192];
-} Hasher;
-
-static void
-hasher_fail(const char *what)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INTERNAL_ERROR),
-			 errmsg("could not %s SHA-256 fingerprint", what)));
-}
-
-static void
-hasher_init(Hasher *h)
-{
-	h->used = 0;
-	h->hash = NULL;
-	h->hmac = NULL;
-	if (ik_fingerprint_secret != NULL && ik_fingerprint_secret[0] != '\0')
-	{
-		h->hmac = pg_hmac_create(PG_SHA256);
-		if (h->hmac == NULL ||
-			pg_hmac_init(h->hmac, (const uint8 *) ik_fingerprint_secret,
-						 strlen(ik_fingerprint_secret)) < 0)
-			hasher_fail("initialize");
-	}
-	else
-	{
-		h->hash = pg_cryptohash_create(PG_SHA256);
-		if (h->hash == NULL || pg_cryptohash_init(h->hash) < 0)
-			hasher_fail("initialize");
-	}
-}
-
-static void
-hasher_flush(Hasher *h, const uint8 *data, size_t len)
-{
-	int			rc;
-
-	if (len == 0)
-		return;
-	rc = h->hmac ? pg_hmac_update(h->hmac, data, len)
-		: pg_cryptohash_update(h->hash, data, len);
-	if (rc < 0)
-		hasher_fail("compute");
-}
-
-static void
-hasher_add(Hasher *h, const void *data, size_t len)
-{
-	if (h->used + len > sizeof(h->buf))
-	{
-		hasher_flush(h, h->buf, h->used);
-		h->used = 0;
-		if (len > sizeof(h->buf))
-		{
-			hasher_flush(h, data, len);
-			return;
-		}
-	}
-	memcpy(h->buf + h->used, data, len);
-	h->used += len;
-}
-
-static void
-hasher_tag(Hasher *h, char tag)
-{
-	hasher_add(h, &tag, 1);
-}
-
-/* tag, 4-byte big-endian length, bytes */
-static void
-hasher_chunk(Hasher *h, char tag, const char *data, uint32 len)
-{
-	uint8		hdr[5];
-
-	hdr[0] = (uint8) tag;
-	hdr[1] = (uint8) (len >> 24);
-	hdr[2] = (uint8) (len >> 16);
-	hdr[3] = (uint8) (len >> 8);
-	hdr[4] = (uint8) len;
-	hasher_add(h, hdr, sizeof(hdr));
-	hasher_add(h, data, len);
-}
-
-static bytea *
-hasher_finish(Hasher *h)
-{
-	bytea	   *result = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-	uint8	   *dest = (uint8 *) VARDATA(result);
-	int			rc;
-
-	hasher_flush(h, h->buf, h->used);
-	if (h->hmac)
-	{
-		rc = pg_hmac_final(h->hmac, dest, PG_SHA256_DIGEST_LENGTH);
-		pg_hmac_free(h->hmac);
-	}
-	else
-	{
-		rc = pg_cryptohash_final(h->hash, dest, PG_SHA256_DIGEST_LENGTH);
-		pg_cryptohash_free(h->hash);
-	}
-	if (rc < 0)
-		hasher_fail("finish");
-	SET_VARSIZE(result, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-	return result;
-}
 
 static void
 hash_scalar(Hasher *h, const JsonbValue *v)
@@ -250,7 +134,7 @@ fingerprint_request(text *method, text *path, Jsonb *body)
 	for (int i = 0; i < mlen; i++)
 		upper[i] = pg_ascii_toupper(VARDATA_ANY(method)[i]);
 
-	hasher_init(&h);
+	hasher_init(&h, ik_fingerprint_key);
 	hasher_add(&h, "IKv1", 4);
 	hasher_chunk(&h, 'm', upper, mlen);
 	hasher_chunk(&h, 'p', VARDATA_ANY(path), VARSIZE_ANY_EXHDR(path));
@@ -327,7 +211,7 @@ fingerprint_bytes(FunctionCallInfo fcinfo)
 
 	ik_check_argument_not_null(fcinfo, 0, "body");
 	body = PG_GETARG_BYTEA_PP(0);
-	hasher_init(&h);
+	hasher_init(&h, ik_fingerprint_key);
 	hasher_add(&h, VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body));
 	PG_RETURN_BYTEA_P(hasher_finish(&h));
 }

@@ -9,6 +9,7 @@
 
 #include <limits.h>
 
+#include "compat.h"
 #include "utils/guc.h"
 
 /* Rollout: the mode of scopes without a policy row, and its share. */
@@ -39,25 +40,68 @@ int			ik_max_key_locks = -1;
 /* Whether this session may TRUNCATE idempotency.keys (truncate_guard.c). */
 bool		ik_allow_truncate = false;
 
-/* Key for HMAC-SHA256 fingerprints; empty means plain SHA-256. */
-char	   *ik_fingerprint_secret = NULL;
+/*
+ * The secrets: the key of the HMAC-SHA256 fingerprints (empty means plain
+ * SHA-256), and that of the downstream keys.  Nobody reads them back,
+ * superusers included: GUC_SUPERUSER_ONLY alone still shows them to
+ * members of pg_read_all_settings, a role monitoring users are commonly
+ * given.  Nor are they ever written to the server log: a reload that
+ * changes a setting's value logs the new value, so the value a secret's
+ * setting shows is always empty, and the secret itself is kept in the
+ * setting's extra by check_secret(), from where the assign hooks publish
+ * it as ik_fingerprint_key and ik_downstream_key.
+ */
+static char *fingerprint_secret_setting = NULL;
+static char *downstream_secret_setting = NULL;
+const char *ik_fingerprint_key = "";
+const char *ik_downstream_key = "";
 
 /* The background reaper. */
 char	   *ik_reaper_databases = NULL;
 int			ik_reaper_naptime_s = 60;
 int			ik_reaper_batch_size = 10000;
+int			ik_reaper_rows_per_second = 20000;
 
-/*
- * Nobody reads the secret back, superusers included: GUC_SUPERUSER_ONLY
- * alone still shows it to members of pg_read_all_settings, a role that
- * monitoring users are commonly given.
- */
+static bool
+check_secret(char **newval, void **extra, GucSource source)
+{
+	char	   *secret = ik_guc_strdup(*newval);
+	char	   *shown = ik_guc_strdup("");
+
+	if (secret == NULL || shown == NULL)
+	{
+		ik_guc_free(secret);
+		ik_guc_free(shown);
+		return false;
+	}
+	ik_guc_free(*newval);
+	*newval = shown;
+	*extra = secret;
+	return true;
+}
+
+static void
+assign_fingerprint_secret(const char *newval, void *extra)
+{
+	ik_fingerprint_key = extra ? (const char *) extra : "";
+}
+
+static void
+assign_downstream_secret(const char *newval, void *extra)
+{
+	ik_downstream_key = extra ? (const char *) extra : "";
+}
+
 static const char *
 show_fingerprint_secret(void)
 {
-	if (ik_fingerprint_secret == NULL || ik_fingerprint_secret[0] == '\0')
-		return "";
-	return "********";
+	return ik_fingerprint_key[0] == '\0' ? "" : "********";
+}
+
+static const char *
+show_downstream_secret(void)
+{
+	return ik_downstream_key[0] == '\0' ? "" : "********";
 }
 
 void
@@ -132,12 +176,26 @@ ik_define_gucs(void)
 							   "Key of the HMAC-SHA256 request fingerprints.",
 							   "Empty means plain SHA-256. Set it in postgresql.conf with the "
 							   "library in shared_preload_libraries.",
-							   &ik_fingerprint_secret,
+							   &fingerprint_secret_setting,
 							   "",
 							   PGC_SUSET,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL |
 							   GUC_NOT_IN_SAMPLE,
-							   NULL, NULL, show_fingerprint_secret);
+							   check_secret, assign_fingerprint_secret,
+							   show_fingerprint_secret);
+
+	DefineCustomStringVariable("idempotency.downstream_secret",
+							   "Key of the downstream keys sent to payment processors.",
+							   "Set it once, the same on every node, and never change it: "
+							   "the same request must get the same key for as long as the "
+							   "processor remembers keys.",
+							   &downstream_secret_setting,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL |
+							   GUC_NOT_IN_SAMPLE,
+							   check_secret, assign_downstream_secret,
+							   show_downstream_secret);
 
 	DefineCustomStringVariable("idempotency.reaper_databases",
 							   "Databases whose expired keys the background reaper deletes.",
@@ -163,6 +221,15 @@ ik_define_gucs(void)
 							&ik_reaper_batch_size,
 							10000, 1, 1000000,
 							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("idempotency.reaper_rows_per_second",
+							"Most rows per second the background reaper deletes.",
+							"A throttle that keeps claims' latency while a backlog is reaped; 0 means no limit.",
+							&ik_reaper_rows_per_second,
+							20000, 0, INT_MAX,
+							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
 

@@ -51,12 +51,14 @@
 extern int	ik_lock_timeout_ms;
 extern int	ik_ttl_s;
 extern int	ik_retain_s;
-extern char *ik_fingerprint_secret;
+extern const char *ik_fingerprint_key;
+extern const char *ik_downstream_key;
 extern int	ik_mode;
 extern int	ik_enforce_percent;
 extern char *ik_reaper_databases;
 extern int	ik_reaper_naptime_s;
 extern int	ik_reaper_batch_size;
+extern int	ik_reaper_rows_per_second;
 extern int	ik_max_key_locks;
 extern bool ik_allow_truncate;
 extern void ik_define_gucs(void);
@@ -182,6 +184,7 @@ extern void ik_tables_register_callbacks(void);
 extern Relation ik_table_open(IkTable *table, LOCKMODE lockmode);
 extern Datum ik_table_value(const IkTable *table, TupleTableSlot *slot,
 							int column, bool *isnull);
+extern bool ik_extension_installed(void);
 
 /* store.c: the one storage path of idempotency.keys */
 typedef struct IkResponse
@@ -255,7 +258,10 @@ extern void ik_store_update(text *scope, text *key, const IkRow *locked,
 							const IkWrite *w);
 extern void ik_store_delete(text *scope, text *key, const IkRow *locked);
 extern int	ik_store_reap_scan(TimestampTz now, TimestampTz *cursor,
-							   int limit, IkReapCandidate *candidates);
+							   int limit, IkReapCandidate *candidates,
+							   bool (*skip) (void *arg, uint64 keyhash,
+											 TimestampTz retain_until),
+							   void *skip_arg);
 extern int	ik_store_reap_delete(IkReapCandidate *candidates, int n,
 								 bool *deleted);
 
@@ -274,7 +280,6 @@ extern const char *ik_lease_complete(text *scope, text *key,
 extern void ik_lease_release(text *scope, text *key, const pg_uuid_t *token);
 extern void ik_lease_take_over(text *scope, text *key, const IkRow *locked,
 							   const pg_uuid_t *token, int64 lease_ms);
-extern void ik_report_abandoned(text *scope, text *key, text *recovery_point);
 
 /* xactstate.c: the claims this transaction holds open */
 typedef struct IkClaim
@@ -319,8 +324,9 @@ typedef enum IkCounter
 	IK_SHADOW_WOULD_IK410,
 	IK_REAPED_ROWS,
 	IK_ABANDONED_CLAIMS,
-	IK_REAPER_RUNS,
-	IK_NUM_COUNTERS				/* the view's columns follow this order */
+	IK_REAPER_RUNS,				/* also sets last_reap */
+	IK_REAPER_SKIPPED_ROWS,
+	IK_NUM_COUNTERS
 } IkCounter;
 
 extern void ik_stats_install_hooks(void);
@@ -328,20 +334,35 @@ extern void ik_count(IkCounter counter, uint64 n);
 extern void ik_count_error(int sqlerrcode);
 extern Datum ik_counted_call(PGFunction fn, FunctionCallInfo fcinfo,
 							 bool is_claim);
-extern void ik_count_reap(uint64 rows);
+
+/* oncommit.c: what counts only once it committed */
+extern void ik_count_on_commit(IkCounter counter, uint64 n);
+extern void ik_report_abandoned(text *scope, text *key, text *recovery_point);
+extern void ik_register_oncommit_callbacks(void);
 
 /* subxact.c: surviving an error */
 extern ErrorData *ik_try(void (*step) (void *arg), void *arg);
 extern bool ik_within_lock_timeout(void (*step) (void *arg), void *arg,
 								   int wait_ms);
 
-/* reap.c */
-extern int	ik_reap_batch(int limit, TimestampTz now, TimestampTz *cursor,
-						  int64 *deleted);
+/* reap.c: deleting rows past retention */
+#define IK_REAPER_RUN_MS	2000	/* longest run of the background reaper */
+extern bool ik_reap_run(TimestampTz deadline, TimestampTz *cursor);
 
 /* reaper.c: the background reaper (preloaded library only) */
+#define IK_REAPER_SKIP_SLOTS 256	/* undeletable rows kept per database */
+
+typedef struct IkReapSkip
+{
+	uint64		keyhash;		/* of the row's scope and key */
+	TimestampTz retain_until;	/* of the row */
+	TimestampTz retry_at;
+} IkReapSkip;
+
 extern bool ik_check_reaper_databases(char **newval, void **extra,
 									  GucSource source);
 extern void ik_register_reaper_launcher(void);
+extern int	ik_reaper_skipped_rows(IkReapSkip *skipped, TimestampTz now);
+extern void ik_reaper_skip_row(const IkReapSkip *row);
 
 #endif							/* IDEMPOTENCY_H */
