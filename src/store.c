@@ -22,6 +22,7 @@
  *-------------------------------------------------------------------------
  */
 #include "idempotency.h"
+#include "compat.h"
 
 #include "access/genam.h"
 #include "access/table.h"
@@ -182,7 +183,7 @@ typedef struct Probe
 static bool
 probe(Relation rel, text **attr, bool latest, Probe *p)
 {
-	Oid			pkey = RelationGetPrimaryKeyIndex(rel);
+	Oid			pkey = RelationGetPrimaryKeyIndex_compat(rel);
 	ScanKeyData skey[INDEX_MAX_KEYS];
 	int			nkeys;
 
@@ -204,7 +205,8 @@ probe(Relation rel, text **attr, bool latest, Probe *p)
 	}
 
 	p->slot = table_slot_create(rel, NULL);
-	p->scan = index_beginscan(rel, p->index, GetActiveSnapshot(), nkeys, 0);
+	p->scan = index_beginscan_compat(rel, p->index, GetActiveSnapshot(),
+									 nkeys, 0);
 	index_rescan(p->scan, skey, nkeys, NULL, 0);
 	if (!index_getnext_slot(p->scan, ForwardScanDirection, p->slot))
 		return false;
