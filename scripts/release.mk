@@ -1,0 +1,23 @@
+# PostgreSQL 18, pg_upgrade, packages and the release checks.  Included from the Makefile:
+#     include scripts/release.mk
+#
+#   make pg18          PostgreSQL 18 from ../shared/toolchain, built once and cached
+#                      (scripts/toolchain.sh), and copied to /usr/local/pgsql-18 when that
+#                      does not exist, so that `make PG_CONFIG=/usr/local/pgsql-18/bin/pg_config`
+#                      builds against it
+#   make test-pg18     the whole suite on PostgreSQL 18 with assertions: regress, isolation,
+#                      TAP, the fuzz smoke and the pg_upgrade test (scripts/test-cassert.sh --pg 18)
+#   make test-upgrade  only the pg_upgrade test: 15 to 18, --copy and --link (t/upgrade/)
+
+# Do not take over the default goal, wherever this file is included.
+idempotency_release_saved_goal := $(.DEFAULT_GOAL)
+
+.PHONY: pg18 test-pg18 test-upgrade
+pg18:
+	bash scripts/toolchain.sh postgresql-18 --link /usr/local/pgsql-18
+test-pg18:
+	bash scripts/test-cassert.sh --pg 18
+test-upgrade:
+	SUITES=upgrade bash scripts/test-cassert.sh --pg 18
+
+.DEFAULT_GOAL := $(idempotency_release_saved_goal)
