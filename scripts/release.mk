@@ -8,16 +8,23 @@
 #   make test-pg18     the whole suite on PostgreSQL 18 with assertions: regress, isolation,
 #                      TAP, the fuzz smoke and the pg_upgrade test (scripts/test-cassert.sh --pg 18)
 #   make test-upgrade  only the pg_upgrade test: 15 to 18, --copy and --link (t/upgrade/)
+#   make deb           the Debian package, built from a copy of the tree into dist/
+#   make test-deb      builds it, installs it with dpkg in a private mount namespace and runs
+#                      CREATE EXTENSION, the demo and the regression suites against it
 
 # Do not take over the default goal, wherever this file is included.
 idempotency_release_saved_goal := $(.DEFAULT_GOAL)
 
-.PHONY: pg18 test-pg18 test-upgrade
+.PHONY: pg18 test-pg18 test-upgrade deb test-deb
 pg18:
 	bash scripts/toolchain.sh postgresql-18 --link /usr/local/pgsql-18
 test-pg18:
 	bash scripts/test-cassert.sh --pg 18
 test-upgrade:
 	SUITES=upgrade bash scripts/test-cassert.sh --pg 18
+deb:
+	bash scripts/deb.sh build
+test-deb:
+	bash scripts/deb.sh test
 
 .DEFAULT_GOAL := $(idempotency_release_saved_goal)
