@@ -19,6 +19,7 @@ packages=(
   debhelper                # make deb: dh and pg_buildext's debhelper build system
   postgresql-server-dev-all  # make deb: pg_buildext, and the server headers of every
                            # supported major version (Build-Depends in debian/control)
+  unzip                    # make check-release: looks into the make dist archive
 )
 # Packages installed for their programs only: the tests start what they need
 # themselves (the exporter, and redis-server for make bench, on free loopback
