@@ -40,7 +40,7 @@
 #                    /tmp/idempotency-check-pg18-MODE)
 #   PG_BUILD_DIR     scratch directory of the PostgreSQL build, removed after a successful
 #                    build (default /var/tmp/idempotency-pg15-build)
-#   SUITE_TIMEOUT    seconds allowed to each of the three suites (default per mode)
+#   SUITE_TIMEOUT    seconds allowed to each suite (default per mode)
 #   PROVE_FLAGS      extra flags for prove (e.g. -v); TAP_TESTS="t/001_x.pl ..." to run a subset
 #   SUITES           the suites to run (default "regress isolation tap", with --pg 18
 #                    "regress isolation tap fuzz upgrade"), for a quicker look
