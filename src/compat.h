@@ -1,15 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * compat.h
- *	  The differences between the PostgreSQL major versions the extension
- *	  is built against, in one place.
+ *	  The few PostgreSQL calls whose shape differs between the supported
+ *	  major versions (15 and 18), each behind one small guard.
  *
- * The extension is built and tested on PostgreSQL 15 and 18.  Each macro
- * here takes the arguments of the PostgreSQL 15 call it names, with a
- * _compat suffix, and supplies what later releases added; the source files
- * use these names and no version test of their own.  The tests are on 18,
- * the release each change is first built against here; 16 and 17 are
- * neither built nor tested.
+ * Everything else in the extension is written against the API common to
+ * both; a new major version should only ever need this file to change.
  *
  *-------------------------------------------------------------------------
  */
@@ -17,33 +13,85 @@
 #define IDEMPOTENCY_COMPAT_H
 
 #include "access/genam.h"
-#include "utils/relcache.h"
+#include "executor/executor.h"
+#include "nodes/execnodes.h"
+#include "nodes/parsenodes.h"
+#if PG_VERSION_NUM >= 160000
+#include "parser/parse_relation.h"
+#endif
+#if PG_VERSION_NUM >= 180000
+#include "rewrite/rewriteHandler.h"
+#endif
 
 #if PG_VERSION_NUM < 150000
 #error "idempotency needs PostgreSQL 15 or later"
 #endif
 
+/* 18 added an instrumentation argument to index_beginscan() */
 #if PG_VERSION_NUM >= 180000
+#define ik_index_beginscan(heap, index, snapshot, nkeys) \
+	index_beginscan((heap), (index), (snapshot), NULL, (nkeys), 0)
+#else
+#define ik_index_beginscan(heap, index, snapshot, nkeys) \
+	index_beginscan((heap), (index), (snapshot), (nkeys), 0)
+#endif
+
+/* 17 lets an index AM release what it kept across inserts (BRIN does). */
+#if PG_VERSION_NUM >= 170000
+#define ik_index_insert_cleanup(index, info) index_insert_cleanup((index), (info))
+#else
+#define ik_index_insert_cleanup(index, info) ((void) 0)
+#endif
+
+/* The compiled CHECK constraints of a result relation: renamed in 18. */
+#if PG_VERSION_NUM >= 180000
+#define IK_RRI_CHECK_EXPRS(rri) ((rri)->ri_CheckConstraintExprs)
+#else
+#define IK_RRI_CHECK_EXPRS(rri) ((rri)->ri_ConstraintExprs)
+#endif
 
 /*
- * 18 asks whether a deferrable primary key will do.  It will not: a claim
- * relies on the key's uniqueness being checked as each row is inserted.
+ * A one-relation range table for an EState, as the logical replication
+ * apply worker builds one: 16 added permission infos, 18 the set of
+ * relations that partition pruning keeps.
  */
-#define RelationGetPrimaryKeyIndex_compat(rel) \
-	RelationGetPrimaryKeyIndex((rel), false)
+static inline void
+ik_init_range_table(EState *estate, RangeTblEntry *rte)
+{
+#if PG_VERSION_NUM >= 160000
+	List	   *perminfos = NIL;
 
-/* 18 takes the instrumentation EXPLAIN ANALYZE reads; there is none here. */
-#define index_beginscan_compat(heap, index, snapshot, nkeys, norderbys) \
-	index_beginscan((heap), (index), (snapshot), NULL, (nkeys), (norderbys))
-
-#else
-
-#define RelationGetPrimaryKeyIndex_compat(rel) \
-	RelationGetPrimaryKeyIndex(rel)
-
-#define index_beginscan_compat(heap, index, snapshot, nkeys, norderbys) \
-	index_beginscan((heap), (index), (snapshot), (nkeys), (norderbys))
-
+	addRTEPermissionInfo(&perminfos, rte);
 #endif
+#if PG_VERSION_NUM >= 180000
+	ExecInitRangeTable(estate, list_make1(rte), perminfos,
+					   bms_make_singleton(1));
+#elif PG_VERSION_NUM >= 160000
+	ExecInitRangeTable(estate, list_make1(rte), perminfos);
+#else
+	ExecInitRangeTable(estate, list_make1(rte));
+#endif
+}
+
+/*
+ * The expression of a CHECK constraint as the executor evaluates it, or
+ * NULL for one it does not enforce (18 has NOT ENFORCED constraints and
+ * virtual generated columns, which a constraint's expression may name).
+ */
+static inline Expr *
+ik_check_constraint_expr(Relation rel, const ConstrCheck *check)
+{
+	Expr	   *expr;
+
+#if PG_VERSION_NUM >= 180000
+	if (!check->ccenforced)
+		return NULL;
+	expr = stringToNode(check->ccbin);
+	return (Expr *) expand_generated_columns_in_expr((Node *) expr, rel, 1);
+#else
+	expr = stringToNode(check->ccbin);
+	return expr;
+#endif
+}
 
 #endif							/* IDEMPOTENCY_COMPAT_H */
