@@ -16,7 +16,9 @@ INSERT INTO idempotency.policies (scope, mode, ttl, retain, cache_5xx) VALUES
 	('short', 'enforce', '1 second', '1 second', false),
 	('long', NULL, '30 days', '1 year', NULL);
 
--- Completed keys, with assorted bodies and headers.
+-- Completed keys, with assorted bodies and headers, each key in a
+-- transaction of its own as a request makes it (one transaction may hold
+-- only idempotency.max_key_locks key locks).
 DO $$
 DECLARE
 	body jsonb;
@@ -31,6 +33,7 @@ BEGIN
 									 (ARRAY[200, 201, 202, 402, 409])[1 + i % 5],
 									 jsonb_build_object('id', 'ch_' || i, 'request', body),
 									 '{"Content-Type": "application/json"}');
+		COMMIT;
 	END LOOP;
 	-- keys under the policies: shadowed, off, 5xx stored, soon past retention
 	FOREACH body IN ARRAY ARRAY['{}', '[]', 'null', '{"a": [1, 2.50, -0]}']::jsonb[] LOOP
@@ -38,6 +41,7 @@ BEGIN
 		   FROM unnest(ARRAY['merchant_shadow', 'merchant_off', 'merchant_5xx', 'short']) AS s;
 		PERFORM idempotency.complete(s, md5(body::text), 503, body)
 		   FROM unnest(ARRAY['merchant_shadow', 'merchant_off', 'merchant_5xx', 'short']) AS s;
+		COMMIT;
 	END LOOP;
 END $$;
 

@@ -16,6 +16,10 @@ packages=(
   libhiredis-dev           # make bench: hiredis, for the same drivers
   redis-server             # make bench: the Redis-in-front design it compares against
   gnuplot-nox              # make bench: draws bench/results/throughput.png
+  debhelper                # make deb: dh and pg_buildext's debhelper build system
+  postgresql-server-dev-all  # make deb: pg_buildext, and the server headers of every
+                           # supported major version (Build-Depends in debian/control)
+  unzip                    # make check-release: looks into the make dist archive
 )
 # Packages installed for their programs only: the tests start what they need
 # themselves (the exporter, and redis-server for make bench, on free loopback

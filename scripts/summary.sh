@@ -10,9 +10,10 @@ record() {  # record SUITE RESULT PASSED FAILED [NOTE]
 }
 
 # Counts from pg_regress's closing line: "All N tests passed." / "M of N tests failed."
+# (PostgreSQL 16 and later print it as a TAP comment, after "# ").
 regress_counts() {  # regress_counts LOG RC -> "passed failed"
   local line n m
-  line=$(grep -E '^ *(All [0-9]+ tests passed|[0-9]+ of [0-9]+ tests failed)' "$1" 2>/dev/null | tail -n1 || true)
+  line=$(grep -E '^(# )? *(All [0-9]+ tests passed|[0-9]+ of [0-9]+ tests failed)' "$1" 2>/dev/null | tail -n1 || true)
   if [[ $line =~ All\ ([0-9]+)\ tests ]]; then echo "${BASH_REMATCH[1]} 0"
   elif [[ $line =~ ([0-9]+)\ of\ ([0-9]+)\ tests ]]; then
     m=${BASH_REMATCH[1]}; n=${BASH_REMATCH[2]}; echo "$((n - m)) $m"

@@ -2,7 +2,8 @@
 # `make test`: set up, build, install, then run every suite:
 #   pg_regress (sql/) and isolation (specs/) via PGXS installcheck in a throwaway
 #   pg_virtualenv cluster with shared_preload_libraries = 'idempotency';
-#   TAP (t/*.pl) with prove as the unprivileged postgres user (PostgreSQL refuses root).
+#   TAP (t/*.pl) with prove as the unprivileged postgres user (PostgreSQL refuses root);
+#   the release checks (scripts/check-release.sh: version, license, release archive).
 # Every suite runs even if an earlier one fails; exit status is non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -96,6 +97,19 @@ else
       done
     done
   fi
+fi
+
+# --- release checks ---------------------------------------------------------
+# The version and the license said alike everywhere, and the release archive.
+echo "=== release checks (scripts/check-release.sh) ==="
+rc=0
+MAKE=$MAKE PG_CONFIG=$PG_CONFIG bash scripts/check-release.sh 2>&1 | tee "$logdir/release.log" || rc=$?
+read -r p f < <(sed -nE 's/^check-release: ([0-9]+) passed, ([0-9]+) failed$/\1 \2/p' "$logdir/release.log" |
+                grep . || echo "0 1")
+if [ $rc -eq 0 ] && [ "$f" -eq 0 ]; then record release PASS "$p" 0 "($p checks passed)"
+else
+  [ "$f" -gt 0 ] || f=1
+  record release FAIL "$p" "$f" "($f of $((p + f)) checks failed; see above)"
 fi
 
 echo "=== summary ==="

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# The builds from ../shared/toolchain, cached on this machine and keyed by checksums, so that
+# a second CI run (or a second worktree) on the same machine does not build them again.
+#
+#   bash scripts/toolchain.sh postgresql-18
+#       PostgreSQL 18 (assertions, debug symbols, TAP support) built by
+#       build-postgresql-18.sh into $TOOLCHAIN_CACHE/postgresql-VERSION-KEY, where KEY is
+#       made of the SHA-256 of the tarball and of the build script: a changed tarball or
+#       script is a new directory and a new build, and older ones are removed.  The last
+#       line of output is that prefix.  The cached prefix is never written to afterwards:
+#       the test runners copy it (PostgreSQL relocates) and install the extension into the
+#       copy.  With --link DIR, DIR (e.g. /usr/local/pgsql-18, the build script's default)
+#       is made a copy of it too when DIR does not exist yet.
+#
+#   bash scripts/toolchain.sh citus PG_CONFIG
+#       Citus built by build-citus.sh and installed into the PostgreSQL of PG_CONFIG.  The
+#       files it installed are kept in $TOOLCHAIN_CACHE/citus-VERSION-KEY.tar.gz, KEY made of
+#       the SHA-256 of the tarball, of the build script and of that PostgreSQL's version,
+#       configure options and directories; the next call with the same key unpacks them
+#       (a second or so) instead of building (about 3 minutes), or does nothing when the
+#       installed files are already those.
+#
+# Settings (environment): TOOLCHAIN_DIR (default ../shared/toolchain, beside the repo),
+# TOOLCHAIN_CACHE (default /var/cache/idempotency-toolchain).  Run as root on Debian 12
+# (the build scripts install their build packages).  Concurrent calls wait on a lock.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+TOOLCHAIN_DIR=${TOOLCHAIN_DIR:-$top/../shared/toolchain}
+TOOLCHAIN_CACHE=${TOOLCHAIN_CACHE:-/var/cache/idempotency-toolchain}
+
+say() { echo "toolchain: $*" >&2; }
+die() { say "$*"; exit 1; }
+usage() { die "usage: $0 postgresql-18 [--link DIR] | citus PG_CONFIG"; }
+
+[ -d "$TOOLCHAIN_DIR" ] || die "no toolchain directory $TOOLCHAIN_DIR (set TOOLCHAIN_DIR)"
+TOOLCHAIN_DIR=$(cd "$TOOLCHAIN_DIR" && pwd)
+[ "$(id -u)" -eq 0 ] || die "run as root (the build scripts install packages)"
+mkdir -p "$TOOLCHAIN_CACHE"
+
+sha() { sha256sum "$1" | cut -c1-64; }
+
+# The one tarball NAME-*.EXT in the toolchain directory, and its version.
+find_tarball() {  # find_tarball NAME EXT
+  local files
+  files=("$TOOLCHAIN_DIR/$1"-*."$2")
+  [ ${#files[@]} -eq 1 ] && [ -f "${files[0]}" ] ||
+    die "expected one $1-*.$2 in $TOOLCHAIN_DIR, found: ${files[*]}"
+  tarball=${files[0]}
+  version=$(basename "$tarball" ".$2"); version=${version#"$1"-}
+}
+
+# One build at a time per cached item, across worktrees and CI runs.
+take_lock() {  # take_lock NAME
+  exec {lockfd}>"$TOOLCHAIN_CACHE/$1.lock"
+  if ! flock -n "$lockfd"; then
+    say "waiting for another build of $1 (lock $TOOLCHAIN_CACHE/$1.lock)"
+    flock -w 3600 "$lockfd" || die "$TOOLCHAIN_CACHE/$1.lock is still held after an hour"
+  fi
+}
+
+postgresql() {  # postgresql MAJOR [--link DIR]
+  local major=$1 link= script prefix key old start
+  shift
+  case ${1-} in
+    --link) link=${2:?--link needs a directory} ;;
+    '') ;;
+    *) usage ;;
+  esac
+  find_tarball postgresql tar.bz2
+  [[ $version == "$major".* ]] || die "$tarball is not PostgreSQL $major"
+  script=$TOOLCHAIN_DIR/build-postgresql-$major.sh
+  [ -f "$script" ] || die "no $script"
+  key=$(printf '%s\n' "$(sha "$tarball")" "$(sha "$script")" | sha256sum | cut -c1-16)
+  prefix=$TOOLCHAIN_CACHE/postgresql-$version-$key
+  take_lock "postgresql-$major"
+  if [ -f "$prefix/.toolchain-complete" ] && "$prefix/bin/pg_config" --version >/dev/null 2>&1; then
+    say "PostgreSQL $version: cached in $prefix ($(cat "$prefix/.toolchain-complete"))"
+  else
+    for old in "$TOOLCHAIN_CACHE/postgresql-$major".*; do
+      [ -d "$old" ] || continue
+      say "removing $old (another tarball or build script)"
+      rm -rf "$old"
+    done
+    say "PostgreSQL $version: building into $prefix with $script (about 5 minutes)"
+    start=$(date +%s)
+    PREFIX=$prefix bash "$script" >&2 || { rm -rf "$prefix"; die "the build of PostgreSQL $version failed"; }
+    "$prefix/bin/pg_config" --version >/dev/null || { rm -rf "$prefix"; die "no pg_config in $prefix"; }
+    printf 'built %s in %s s from %s (sha256 %s)\n' "$(date -u +%FT%TZ)" "$(($(date +%s) - start))" \
+      "$(basename "$tarball")" "$(sha "$tarball")" >"$prefix/.toolchain-complete"
+  fi
+  if [ -n "$link" ]; then
+    if [ -e "$link" ]; then
+      say "$link exists, left as it is ($("$link/bin/pg_config" --version 2>/dev/null || echo 'no pg_config'))"
+    else
+      say "copying $prefix to $link"
+      mkdir -p "$(dirname "$link")"
+      cp -a "$prefix" "$link.tmp.$$"
+      rm -f "$link.tmp.$$/.toolchain-complete"
+      mv "$link.tmp.$$" "$link"
+    fi
+  fi
+  echo "$prefix"
+}
+
+citus() {  # citus PG_CONFIG
+  local pg_config=${1:?citus needs a PG_CONFIG} script key archive dirs before after list libdir
+  command -v "$pg_config" >/dev/null || die "no $pg_config"
+  find_tarball citus tar.gz
+  script=$TOOLCHAIN_DIR/build-citus.sh
+  [ -f "$script" ] || die "no $script"
+  libdir=$("$pg_config" --pkglibdir)
+  key=$(printf '%s\n' "$(sha "$tarball")" "$(sha "$script")" "$("$pg_config" --version)" \
+          "$("$pg_config" --configure)" "$libdir" "$("$pg_config" --sharedir)" |
+        sha256sum | cut -c1-16)
+  archive=$TOOLCHAIN_CACHE/citus-$version-$key.tar.gz
+  take_lock "citus-$key"
+  if [ -f "$archive" ]; then
+    # Installed already when every cached file is there with the same content.
+    if tar -xzf "$archive" --to-command='cmp -s - "/$TAR_FILENAME"' 2>/dev/null; then
+      say "Citus $version: installed in $libdir (cached as $archive)"
+    else
+      say "Citus $version: unpacking $archive into $libdir"
+      tar -xzf "$archive" -C /
+    fi
+    return
+  fi
+  # The files the build installs: those new or changed in this PostgreSQL's directories.
+  dirs=("$libdir" "$("$pg_config" --sharedir)" "$("$pg_config" --includedir-server)"
+        "$("$pg_config" --docdir)" "$("$pg_config" --bindir)")
+  list() { local d; for d in "${dirs[@]}"; do [ ! -d "$d" ] || find "$d" -type f -printf '%p %T@ %s\n'; done | sort; }
+  before=$(mktemp); after=$(mktemp)
+  trap 'rm -f "$before" "$after"' RETURN
+  list >"$before"
+  say "Citus $version: building into $libdir with $script (about 3 minutes)"
+  PG_CONFIG=$pg_config bash "$script" >&2
+  list >"$after"
+  comm -13 "$before" "$after" | sed 's/ [^ ]* [^ ]*$//' >"$after.files"
+  if [ ! -s "$after.files" ]; then
+    # build-citus.sh found this version installed (by an earlier call of it outside this
+    # helper): cache what is there under its usual names.
+    find "$libdir" "$("$pg_config" --sharedir)/extension" -name 'citus*' -type f >"$after.files"
+  fi
+  [ -s "$after.files" ] || { rm -f "$after.files"; die "Citus $version: no installed files found"; }
+  sed 's|^/||' "$after.files" | tar -czf "$archive.tmp" -C / -T -
+  mv "$archive.tmp" "$archive"
+  say "Citus $version: cached $(wc -l <"$after.files") files in $archive"
+  rm -f "$after.files"
+  for old in "$TOOLCHAIN_CACHE"/citus-*.tar.gz; do
+    [ "$old" = "$archive" ] || [ "$(tar -tzf "$old" | grep -m1 "^${libdir#/}/")" = "" ] ||
+      { say "removing $old (another tarball or build script for $libdir)"; rm -f "$old"; }
+  done
+}
+
+case ${1-} in
+  postgresql-18) shift; postgresql 18 "$@" ;;
+  citus) shift; [ $# -eq 1 ] || usage; citus "$1" ;;
+  *) usage ;;
+esac
