@@ -117,9 +117,9 @@ is($source->safe_psql('payments', q{
 	  FROM idempotency.keys WHERE state = 'completed'}),
 	'300 20 10 10', 'the data set: completed keys, tombstones, shadowed and short-window keys');
 
-# Durable claims in progress, each with its payment pending: one with a long
-# lease, and one whose lease lapses after the restores (longer where the
-# test timeout is scaled up for a slow server).
+# Durable claims in progress, each with its payment pending: three with a
+# long lease, and one whose lease lapses after the restores (longer where
+# the test timeout is scaled up for a slow server).
 my $scale = $PostgreSQL::Test::Utils::timeout_default / 180;
 $scale = 1 if $scale < 1;
 my $lease = int(12 * $scale);
@@ -127,19 +127,21 @@ my $pay_fp = q{idempotency.fingerprint('POST', '/v1/payments', '{"amount": 5000}
 
 sub durable_claim
 {
-	my ($key, $lease) = @_;
+	my ($scope, $key, $lease) = @_;
 	my $token = $source->safe_psql('payments', qq{
 		BEGIN;
-		SELECT lease_token FROM idempotency.claim('merchant_1', '$key', $pay_fp,
+		SELECT lease_token FROM idempotency.claim('$scope', '$key', $pay_fp,
 			lease => '$lease');
-		INSERT INTO charges VALUES ('pay_$key', 'merchant_1', '$key', 5000, 'pending');
+		INSERT INTO charges VALUES ('pay_${scope}_$key', '$scope', '$key', 5000, 'pending');
 		COMMIT;});
 	$source->safe_psql('payments',
-		"SELECT idempotency.checkpoint('merchant_1', '$key', 'authorized', '$token')");
+		"SELECT idempotency.checkpoint('$scope', '$key', 'authorized', '$token')");
 	return $token;
 }
-durable_claim('order-held', '1 hour');
-my $lapsing_token = durable_claim('order-lapsing', "$lease seconds");
+durable_claim('merchant_1', 'order-held', '1 hour');
+durable_claim('merchant_2', 'order-held', '2 hours');
+durable_claim('merchant_3', 'order-7781', '1 hour');
+my $lapsing_token = durable_claim('merchant_1', 'order-lapsing', "$lease seconds");
 
 # What was dumped: every row of the three tables, and what the retries of
 # the completed requests get.
@@ -224,9 +226,9 @@ for my $f (@formats)
 	my $t = $target{$name};
 	is($t->safe_psql('payments', qq{
 		$try_claim
-		SELECT pg_temp.try_claim('merchant_1', 'order-held', $pay_fp) || ' ' ||
-		       pg_temp.try_claim('merchant_1', 'order-lapsing', $pay_fp)}),
-		'IK409 IK409',
+		SELECT string_agg(DISTINCT pg_temp.try_claim(scope, key, $pay_fp), ',') || ' ' || count(*)
+		  FROM charges WHERE status = 'pending'}),
+		'IK409 4',
 		"$how: the durable claims in progress are still held while their leases are live")
 	  or diag($t->safe_psql('payments', q{
 		SELECT key || ' lease ends ' || lease_expires_at || ', now ' || clock_timestamp()
@@ -313,8 +315,9 @@ for my $f (@formats)
 	like($err, qr/IK409/, "$how: ... and the dumped token is fenced off");
 	is($t->safe_psql('payments', qq{
 		$try_claim
-		SELECT pg_temp.try_claim('merchant_1', 'order-held', $pay_fp)}),
-		'IK409', "$how: the claim with the long lease is still held");
+		SELECT string_agg(DISTINCT pg_temp.try_claim(scope, key, $pay_fp), ',') || ' ' || count(*)
+		  FROM charges WHERE status = 'pending' AND key <> 'order-lapsing'}),
+		'IK409 3', "$how: the claims with long leases are still held");
 }
 
 $_->stop for values %target;
