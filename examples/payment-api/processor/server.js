@@ -7,9 +7,9 @@
 //   ACTED_RATE       share of those failures that happen after the operation was done,
 //                    so that the reply is lost but the money moved (default 0.5)
 //   KEY_WINDOW_HOURS how long a processor key replays (default 720: 30 days)
-// Control, for tests: POST /control/faults {"faults": [{"status": 502, "acted": true}]}
-// makes the next calls fail so (in order); POST /control/settings changes the rates
-// at run time; GET /ledger returns the books.
+// Control, for tests: POST /control/faults {"faults": [{"status": 502, "acted": true},
+// {"delayMs": 800}]} makes the next calls fail or wait so, in order (a fault may have
+// both); POST /control/settings changes the rates at run time; GET /ledger returns the books.
 
 const http = require('node:http');
 const { Ledger } = require('./ledger');
@@ -62,12 +62,13 @@ async function operate(req, res, request, act) {
   const { min, max } = settings.latency;
   await sleep(min + Math.random() * (max - min));
   const fault = nextFault();
-  if (fault && !fault.acted) {
+  if (fault && fault.delayMs) await sleep(fault.delayMs);
+  if (fault && fault.status && !fault.acted) {
     counts.failed_before += 1;
     return reply(res, fault.status, { message: 'processor unavailable' });
   }
   const answer = await ledger.once(req.headers['idempotency-key'], request, act);
-  if (fault) {
+  if (fault && fault.status) {
     counts.failed_after += 1;
     return reply(res, fault.status, { message: 'processor unavailable' });
   }

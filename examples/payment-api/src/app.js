@@ -11,6 +11,7 @@ const { requestKey } = require('./idempotency');
 const { ApiError, invalidRequest, fromDatabase } = require('./errors');
 const { errorReply, send } = require('./replies');
 const { randomId } = require('./ids');
+const { storable } = require('./params');
 
 // Body-parser's failures (a body too large, too many parameters, too deep) are the
 // caller's: a 400 in Stripe's shape, as any other bad input.
@@ -51,6 +52,7 @@ function createApp({ pool, config, processor, metrics, log }) {
       }
       req.body = {};
     }
+    storable(req.body);
     req.merchant = await authenticateRequest(req);
     // Stripe ignores the header on GET: reads are safe to repeat.
     if (req.method === 'POST') req.idempotencyKey = requestKey(req);

@@ -29,7 +29,7 @@ class ApiError extends Error {
   }
 }
 
-const invalidRequest = (code, message, param) =>
+const invalidRequest = (code, message, param = null) =>
   new ApiError(400, 'invalid_request_error', code, message, param ? { param } : {});
 
 const notFound = (kind, id, param) =>

@@ -21,6 +21,23 @@ const ID_PATTERNS = {
   refund: /^re_[A-Za-z0-9]{1,64}$/,
 };
 
+// Whether every name and value in the parsed body could be stored: the claim records
+// the parameters as jsonb, which cannot hold NUL.  Checked before the claim, so that
+// such a body is a 400 rather than a database error.
+function storable(value, name = null) {
+  if (typeof value === 'string') {
+    if (value.includes('\u0000')) throw invalidRequest('parameter_invalid', `Invalid ${name}: it contains NUL.`, name);
+    return;
+  }
+  if (value !== null && typeof value === 'object') {
+    for (const [key, inner] of Object.entries(value)) {
+      const path = name === null ? key : `${name}[${key}]`;
+      if (key.includes('\u0000')) throw invalidRequest('parameter_invalid', 'A parameter name contains NUL.', null);
+      storable(inner, path);
+    }
+  }
+}
+
 function isObject(value) {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
@@ -136,4 +153,4 @@ function isId(kind, value) {
   return typeof value === 'string' && ID_PATTERNS[kind].test(value);
 }
 
-module.exports = { createCharge, captureCharge, createRefund, isId, isObject };
+module.exports = { storable, createCharge, captureCharge, createRefund, isId };
