@@ -7,7 +7,8 @@
 //   delay     holds the request for delayMs before forwarding it;
 //   duplicate forwards it, and sends the same bytes again on a second connection, whose
 //             reply is thrown away: a concurrent duplicate of the same request.
-// Everything else is passed through unchanged.
+// Everything else is passed through unchanged.  forceNext('cut', ...) makes the next
+// requests get these faults, for tests that need one fault at one place.
 
 const net = require('node:net');
 
@@ -33,6 +34,7 @@ class FaultProxy {
     this.delayMs = delayMs;
     this.random = random;
     this.counts = { connections: 0, requests: 0, cut: 0, delayed: 0, duplicated: 0 };
+    this.forced = [];
     this.sockets = new Set();
     this.server = net.createServer((client) => this.connection(client));
   }
@@ -52,8 +54,13 @@ class FaultProxy {
     return socket;
   }
 
+  forceNext(...faults) {
+    this.forced.push(...faults);
+  }
+
   // One fault, or none, for the next request.
   pick() {
+    if (this.forced.length) return this.forced.shift();
     const r = this.random();
     const { cut, delay, duplicate } = this.rates;
     if (r < cut) return 'cut';
