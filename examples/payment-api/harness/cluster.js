@@ -5,13 +5,15 @@
 // `postgres` user in a directory that user owns.  PG_CONFIG picks the installation
 // (default: the pg_config on PATH, the system PostgreSQL that `make test` installs into).
 
-const { execFileSync } = require('node:child_process');
+const { execFile, execFileSync } = require('node:child_process');
+const { promisify } = require('node:util');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { freePort } = require('./ports');
 
 const asRoot = process.getuid && process.getuid() === 0;
+const execFileAsync = promisify(execFile);
 
 function pgConfig(flag) {
   return execFileSync(process.env.PG_CONFIG || 'pg_config', [flag], { encoding: 'utf8' }).trim();
@@ -25,11 +27,13 @@ class Cluster {
     this.port = null;
   }
 
-  // Runs a server program as the cluster's owner; output goes to the server log's neighbour.
-  run(program, args) {
+  // Runs a server program as the cluster's owner.  Asynchronous, so that clients in the
+  // same process keep running while the server is killed or starts.
+  async run(program, args) {
     const command = path.join(this.bindir, program);
     const argv = asRoot ? ['-u', 'postgres', '--', command, ...args] : args;
-    return execFileSync(asRoot ? 'runuser' : command, argv, { encoding: 'utf8', stdio: 'pipe' });
+    const { stdout } = await execFileAsync(asRoot ? 'runuser' : command, argv, { encoding: 'utf8' });
+    return stdout;
   }
 
   get dataDir() { return path.join(this.dir, 'data'); }
@@ -39,7 +43,7 @@ class Cluster {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'payment-api-pg-'));
     if (asRoot) execFileSync('chown', ['postgres:', this.dir]);
     this.port = await freePort();
-    this.run('initdb', ['-D', this.dataDir, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8',
+    await this.run('initdb', ['-D', this.dataDir, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8',
       '--locale=C', '--no-sync']);
     const conf = {
       listen_addresses: "'127.0.0.1'",
@@ -57,25 +61,25 @@ class Cluster {
   }
 
   start() {
-    this.run('pg_ctl', ['-D', this.dataDir, '-l', this.logFile, '-w', '-t', '120', 'start']);
+    return this.run('pg_ctl', ['-D', this.dataDir, '-l', this.logFile, '-w', '-t', '120', 'start']);
   }
 
   // `-m immediate`: the postmaster and every backend are killed without a checkpoint,
   // as in a crash; the next start runs crash recovery.
   crash() {
-    this.run('pg_ctl', ['-D', this.dataDir, '-m', 'immediate', '-w', 'stop']);
+    return this.run('pg_ctl', ['-D', this.dataDir, '-m', 'immediate', '-w', 'stop']);
   }
 
-  stop() {
+  async stop() {
     if (!this.dir || !fs.existsSync(path.join(this.dataDir, 'postmaster.pid'))) return;
-    this.run('pg_ctl', ['-D', this.dataDir, '-m', 'fast', '-w', 'stop']);
+    await this.run('pg_ctl', ['-D', this.dataDir, '-m', 'fast', '-w', 'stop']);
   }
 
   // Stops the server if it runs and deletes the directory (the log is returned first).
-  destroy() {
+  async destroy() {
     let log = '';
     if (!this.dir) return log;
-    try { this.stop(); } catch { this.crash(); }
+    try { await this.stop(); } catch { await this.crash(); }
     try { log = fs.readFileSync(this.logFile, 'utf8'); } catch { /* never started */ }
     fs.rmSync(this.dir, { recursive: true, force: true });
     this.dir = null;

@@ -31,10 +31,10 @@ async function startStack({
   try {
     const cluster = await new Cluster({ settings: clusterSettings }).init();
     stack.cluster = cluster;
-    stack.closers.push(() => {
-      stack.serverLog = cluster.destroy();
+    stack.closers.push(async () => {
+      stack.serverLog = await cluster.destroy();
     });
-    cluster.start();
+    await cluster.start();
     database.createDatabase(cluster);
     stack.merchants = merchants.map((name) => database.newMerchant(name));
     database.addMerchants(cluster, stack.merchants);

@@ -321,11 +321,11 @@ describe('capture and refunds', () => {
 
 describe('unavailable database', () => {
   it('answers 503 with Stripe-Should-Retry: true while PostgreSQL is down', async () => {
-    stack.cluster.crash();
+    await stack.cluster.crash();
     try {
       assertError(await post('/v1/charges', { key: newKey('down'), params: charge() }), 503, 'api_error', 'database_unavailable', true);
     } finally {
-      stack.cluster.start();
+      await stack.cluster.start();
     }
     const res = await post('/v1/charges', { key: newKey('down'), params: charge() });
     assert.equal(res.status, 200, res.text);
