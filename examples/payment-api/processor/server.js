@@ -60,7 +60,7 @@ function reply(res, status, body) {
 async function operate(req, res, request, act) {
   counts.calls += 1;
   const { min, max } = settings.latency;
-  await sleep(min + Math.random() * (max - min));
+  if (max > 0) await sleep(min + Math.random() * (max - min));
   const fault = nextFault();
   if (fault && fault.delayMs) await sleep(fault.delayMs);
   if (fault && fault.status && !fault.acted) {
