@@ -8,4 +8,4 @@ set -euo pipefail
 . "$(dirname "$0")/node-deps.sh"
 cd "$example_dir"
 export PG_CONFIG=${PG_CONFIG:-pg_config}
-exec node --test --test-concurrency=1 --test-reporter=tap test/
+exec node --test --test-concurrency=1 --test-reporter=tap test/*.test.js
