@@ -43,4 +43,4 @@ function newMerchant(name) {
   return { id: `acct_${suffix}`, name, apiKey: `sk_test_${crypto.randomBytes(18).toString('hex')}` };
 }
 
-module.exports = { DATABASE, APP_ROLE, APP_ROLE_OFF, createDatabase, addMerchants, newMerchant, literal };
+module.exports = { DATABASE, APP_ROLE, APP_ROLE_OFF, createDatabase, addMerchants, newMerchant };

@@ -58,7 +58,6 @@ async function round({ port, apiKey, keyFor }) {
   await Promise.all(Array.from({ length: CLIENTS }, async (_, client) => {
     for (let i = 0; Date.now() < end; i += 1) {
       const t0 = process.hrtime.bigint();
-      // eslint-disable-next-line no-await-in-loop -- a closed loop per client
       const status = await post(agent, port, apiKey, keyFor(client, i), body);
       latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
       if (status !== 200) failures += 1;

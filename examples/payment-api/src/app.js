@@ -75,7 +75,7 @@ function createApp({ pool, config, processor, metrics, log }) {
       `Unrecognized request URL (${req.method}: ${req.path}).`);
   });
 
-  // eslint-disable-next-line no-unused-vars -- Express finds error handlers by their four parameters
+  // Four parameters: that is how Express tells an error handler from a middleware.
   app.use((err, req, res, next) => {
     let apiErr = err;
     if (!(err instanceof ApiError)) {

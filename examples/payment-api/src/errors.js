@@ -18,14 +18,11 @@ class ApiError extends Error {
     return { error: { type: this.type, code: this.code, message: this.message, ...this.extra } };
   }
 
-  // Whether a client should send the same request again.  Only a request in flight
-  // (409) and a server-side failure that was not stored can succeed on a retry; a 4xx
-  // answer is final for these parameters.  For a 5xx the caller passes whether it was
-  // stored (a scope with cache_5xx replays it, so retrying would be pointless).
-  shouldRetry(stored = false) {
-    if (this.status === 409) return true;
-    if (this.status >= 500) return !stored;
-    return false;
+  // Whether a client should send the same request again: only a request in flight (409)
+  // and a server-side failure can succeed on a retry; a 4xx is final for these
+  // parameters.  (replies.send() decides for a 5xx, which it knows whether was stored.)
+  shouldRetry() {
+    return this.status === 409 || this.status >= 500;
   }
 }
 

@@ -38,7 +38,6 @@ async function resolve(send, counters) {
   const deadline = Date.now() + RESOLVE_WITHIN_MS;
   for (let attempt = 1; ; attempt += 1) {
     try {
-      // eslint-disable-next-line no-await-in-loop -- one attempt after the other, by design
       return { outcome: 'ok', value: await send() };
     } catch (err) {
       if (err.type === 'StripeCardError') return { outcome: 'declined', err };
@@ -46,7 +45,6 @@ async function resolve(send, counters) {
       if ([401, 410, 422].includes(err.statusCode)) return { outcome: 'wrong', err };
       if (Date.now() > deadline) return { outcome: 'unresolved', err };
       counters.testRetries += 1;
-      // eslint-disable-next-line no-await-in-loop
       await sleep(100 + Math.random() * 300);
     }
   }
@@ -62,7 +60,6 @@ async function client(index, end, merchant, log, counters) {
     const capture = Math.random() < 0.75;
     const source = Math.random() < 0.05 ? 'tok_chargeDeclined' : 'tok_visa';
     const key = `${tag}-create`;
-    // eslint-disable-next-line no-await-in-loop -- a client's requests are sequential
     const created = await resolve(() => stripe.charges.create(
       { amount, currency: 'usd', source, description: tag, capture, metadata: { tag } }, { idempotencyKey: key }), counters);
     log.push({ op: 'create', tag, key, merchant: merchant.id, amount, capture, ...created });
@@ -70,7 +67,6 @@ async function client(index, end, merchant, log, counters) {
     let captured = created.value.captured;
     if (!captured) {
       const captureKey = `${tag}-capture`;
-      // eslint-disable-next-line no-await-in-loop
       const result = await resolve(() => stripe.charges.capture(created.value.id, {}, { idempotencyKey: captureKey }), counters);
       log.push({ op: 'capture', tag, key: captureKey, merchant: merchant.id, charge: created.value.id, ...result });
       captured = result.outcome === 'ok';
@@ -80,7 +76,6 @@ async function client(index, end, merchant, log, counters) {
     for (let r = 1; r <= refunds; r += 1) {
       const refundKey = `${tag}-refund-${r}`;
       const refundAmount = 1 + Math.floor(Math.random() * amount * 0.7);
-      // eslint-disable-next-line no-await-in-loop
       const result = await resolve(() => stripe.refunds.create(
         { charge: created.value.id, amount: refundAmount }, { idempotencyKey: refundKey }), counters);
       log.push({ op: 'refund', tag, key: refundKey, merchant: merchant.id, charge: created.value.id, amount: refundAmount, ...result });

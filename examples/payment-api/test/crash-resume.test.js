@@ -17,10 +17,8 @@ const sleep = (ms) => new Promise((r) => { setTimeout(r, ms); });
 async function until(what, check, timeoutMs = 10000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    // eslint-disable-next-line no-await-in-loop -- polling
     if (await check()) return;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    // eslint-disable-next-line no-await-in-loop
     await sleep(20);
   }
 }
@@ -58,9 +56,7 @@ describe('a worker killed mid-payment', () => {
 
       let res = during;
       for (let i = 0; i < 100 && res.status === 409; i += 1) {
-        // eslint-disable-next-line no-await-in-loop -- the client retries until the lease lapses
         await sleep(100);
-        // eslint-disable-next-line no-await-in-loop
         res = await send();
       }
       assert.equal(res.status, 200, res.text);

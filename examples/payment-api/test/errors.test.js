@@ -38,7 +38,3 @@ it('maps every SQLSTATE of the contract to its status, type and retry advice', (
     'argument "key" must be 1 to 255 bytes');
 });
 
-it('advises no retry of a stored 5xx', () => {
-  const err = fromDatabase(pgError('IK503'));
-  assert.equal(err.shouldRetry(true), false);
-});

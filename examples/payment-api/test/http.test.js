@@ -123,10 +123,8 @@ describe('idempotency errors', () => {
     // The first request holds the key's lease while the processor takes its time.
     let conflict;
     for (let i = 0; i < 50; i += 1) {
-      // eslint-disable-next-line no-await-in-loop -- polling until the first request has claimed
       conflict = await post('/v1/charges', { key, params: charge({ description: 'slow' }) });
       if (conflict.status === 409) break;
-      // eslint-disable-next-line no-await-in-loop
       await new Promise((r) => { setTimeout(r, 20); });
     }
     assertError(conflict, 409, 'idempotency_error', 'idempotency_key_in_use', true);
@@ -191,7 +189,6 @@ describe('validation: a 400 is not stored, the key stays free', () => {
       [charge({ metadata: { ['k'.repeat(41)]: 'v' } }), 'parameter_invalid', 'metadata'],
     ];
     for (const [params, code, param] of cases) {
-      // eslint-disable-next-line no-await-in-loop
       const res = await post('/v1/charges', { key: newKey('bad'), params });
       assertError(res, 400, 'invalid_request_error', code, false);
       assert.equal(res.body.error.param, param, res.text);
