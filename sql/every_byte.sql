@@ -2,6 +2,9 @@
 -- characters at the 255/256-byte edges, and invalid UTF-8, which never
 -- reaches the extension because text cannot hold it.
 SELECT current_setting('server_encoding') AS encoding;
+-- One statement here claims hundreds of keys, each holding its lock until
+-- the transaction ends: more than the default limit per transaction.
+SET idempotency.max_key_locks = 1000;
 
 CREATE FUNCTION pg_temp.verdict(s text, k text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN

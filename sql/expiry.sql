@@ -56,7 +56,8 @@ SELECT count(*) AS rows_for_key, bool_and(created_at = retain_until - interval '
 
 -- A key past retention that is released keeps its old row for the reaper.
 UPDATE idempotency.keys
-   SET expires_at = now() - interval '1 second',
+   SET created_at = now() - interval '2 seconds',
+       expires_at = now() - interval '1 second',
        retain_until = now() - interval '1 second'
  WHERE scope = 'exp' AND key = 'k1';
 BEGIN;

@@ -34,7 +34,8 @@ SELECT outcome FROM idempotency.claim('hostile', 'k-a', '\x02');
 SELECT outcome, response_body FROM idempotency.claim('hostile', 'k-a', '\x01');
 SELECT outcome, response_body FROM idempotency.claim('hostile', 'k-b', '\x01');
 -- A key past retention is overwritten through SQL: only that key.
-UPDATE idempotency.keys SET expires_at = now() - interval '2 seconds',
+UPDATE idempotency.keys SET created_at = now() - interval '3 seconds',
+                            expires_at = now() - interval '2 seconds',
                             retain_until = now() - interval '1 second'
  WHERE scope OPERATOR(pg_catalog.=) 'hostile' AND key OPERATOR(pg_catalog.=) 'k-a';
 BEGIN;

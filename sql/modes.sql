@@ -57,7 +57,7 @@ BEGIN;
 SELECT outcome FROM idempotency.claim('shop', 'k1', '\x02');   -- would be IK422
 SELECT idempotency.release('shop', 'k1');
 COMMIT;
-UPDATE idempotency.keys SET expires_at = now() - interval '1 second' WHERE scope = 'shop' AND key = 'k1';
+UPDATE idempotency.keys SET created_at = now() - interval '2 seconds', expires_at = now() - interval '1 second' WHERE scope = 'shop' AND key = 'k1';
 SELECT outcome FROM idempotency.claim('shop', 'k1', '\x01');   -- would be IK410; no guard
 BEGIN;
 SELECT outcome FROM idempotency.claim('shop', 'k2', '\x01');
@@ -119,6 +119,8 @@ SET idempotency.enforce_percent = 101;
 
 -- enforce_percent: a stable, hash-chosen share of the scopes without a
 -- policy row is enforced, the rest shadowed; a larger share only adds.
+-- The transaction below claims hundreds of keys (see every_byte.sql).
+SET idempotency.max_key_locks = 1000;
 CREATE FUNCTION pg_temp.enforced(percent int) RETURNS SETOF text
 LANGUAGE plpgsql AS $$
 DECLARE

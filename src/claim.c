@@ -12,7 +12,11 @@
  * a lease nothing is written yet, complete() writes the one row, and the
  * lock keeps duplicates out until the transaction ends.  With a lease the
  * claim writes a row in progress at once (lease.c has the rest of durable
- * claims); a lapsed lease is resumed by the next claim.
+ * claims); a lapsed lease is resumed by the next claim, which locks the
+ * row and looks again before it takes over, so that it never takes a
+ * lease its holder has just renewed and returns the recovery point that
+ * was committed when it took over.  A live lease wins over every window:
+ * such a row is never answered 'new', replaced or reaped.
  *
  * Under REPEATABLE READ and SERIALIZABLE the second read cannot see a row
  * committed after the transaction's snapshot, so it is made with a fresh
@@ -98,17 +102,20 @@ time_str(TimestampTz t)
 /*
  * What a claim makes of an existing row.  Leases run on the wall clock,
  * since a worker's lease must lapse however long the claiming transaction
- * is.
+ * is; the windows run on the transaction's clock, as they were set.
  */
 static RowVerdict
 classify_row(const IkRow *row, const ClaimRequest *req)
 {
-	if (req->now >= row->retain_until)
+	bool		lease_live = !row->completed &&
+		GetCurrentTimestamp() < row->lease_expires_at;
+
+	if (req->now >= row->retain_until && !lease_live)
 		return ROW_GONE;
 	if (!same_bytes(row->fingerprint, req->fingerprint))
 		return ROW_MISMATCH;
 	if (!row->completed)
-		return GetCurrentTimestamp() < row->lease_expires_at ? ROW_HELD : ROW_LAPSED;
+		return lease_live ? ROW_HELD : ROW_LAPSED;
 	if (req->now >= row->expires_at)
 		return ROW_EXPIRED;
 	return ROW_REPLAY;
@@ -168,6 +175,14 @@ raise_serialization_failure(const ClaimRequest *req)
 			 errhint("Retry the transaction; the retry replays the other request's response.")));
 }
 
+/* What is left of a wait until deadline, in milliseconds. */
+static int
+ms_left(TimestampTz deadline)
+{
+	return (int) Max(0, TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+														deadline));
+}
+
 /*
  * Sleep before looking again at a key held by a durable claim, whose
  * holder has no transaction to wait on.  Returns false once the deadline
@@ -198,14 +213,15 @@ static ClaimOutcome
 decide(const ClaimRequest *req, IkRow *row)
 {
 	TimestampTz deadline = ik_time_plus_ms(GetCurrentTimestamp(),
-													   req->wait_ms);
+										   req->wait_ms);
 	int			nap_ms = 1;
 	IkRow		seen;
 	RowVerdict	verdict;
+	bool		newly;
 
 	for (;;)
 	{
-		if (!IsolationUsesXactSnapshot() && ik_lock_key(req->keyhash, 0))
+		if (!IsolationUsesXactSnapshot() && ik_lock_key(req->keyhash, 0, &newly))
 		{
 			/*
 			 * READ COMMITTED and the key is free: lock it, then read once.
@@ -217,7 +233,7 @@ decide(const ClaimRequest *req, IkRow *row)
 			ik_store_lookup(req->scope, req->key, false, row);
 			verdict = row->found ? judge_row(row, req) : ROW_GONE;
 			if (verdict == ROW_REPLAY)
-				ik_unlock_key(req->keyhash);
+				ik_unlock_key(req->keyhash, newly);
 		}
 		else
 		{
@@ -231,9 +247,7 @@ decide(const ClaimRequest *req, IkRow *row)
 			*row = seen;
 			if (verdict != ROW_REPLAY && verdict != ROW_HELD)
 			{
-				int			wait_left = (int) Max(0, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline));
-
-				if (!ik_lock_key(req->keyhash, wait_left))
+				if (!ik_lock_key(req->keyhash, ms_left(deadline), &newly))
 					raise_in_progress(req, "Another transaction");
 
 				ik_store_lookup(req->scope, req->key, IsolationUsesXactSnapshot(), row);
@@ -244,12 +258,31 @@ decide(const ClaimRequest *req, IkRow *row)
 			}
 		}
 
+		if (verdict == ROW_LAPSED)
+		{
+			/*
+			 * We hold the key's lock, so no other claim races us; the lease's
+			 * holder may, by renewing or finishing its claim.  Lock the row
+			 * and judge the version we locked: take over only a lease that is
+			 * still lapsed, with the recovery point committed by then.
+			 */
+			switch (ik_store_lock(req->scope, req->key, row, ms_left(deadline)))
+			{
+				case IK_ROW_LOCKED:
+					verdict = judge_row(row, req);
+					break;
+				case IK_ROW_GONE:
+					continue;	/* released meanwhile: look again */
+				case IK_ROW_BUSY:
+					raise_in_progress(req, "The durable claim's holder");
+			}
+			if (verdict == ROW_LAPSED)
+				return CLAIM_RESUME;
+		}
 		if (verdict == ROW_GONE)
 			return CLAIM_NEW;
 		if (verdict == ROW_REPLAY)
 			return CLAIM_REPLAY;
-		if (verdict == ROW_LAPSED)
-			return CLAIM_RESUME;
 
 		/*
 		 * ROW_HELD, a live lease: look again until it ends.  If we hold the
@@ -306,7 +339,7 @@ claim_result(FunctionCallInfo fcinfo, ClaimOutcome outcome, const IkRow *row,
 	if (outcome == CLAIM_REPLAY)
 	{
 		values[1] = Int32GetDatum(row->response.status);
-		nulls[1] = row->status_isnull;
+		nulls[1] = false;
 		values[2] = PointerGetDatum(row->response.headers);
 		nulls[2] = (row->response.headers == NULL);
 		values[3] = PointerGetDatum(row->response.body);
@@ -330,6 +363,49 @@ claim_result(FunctionCallInfo fcinfo, ClaimOutcome outcome, const IkRow *row,
 	return HeapTupleGetDatum(tuple);
 }
 
+/*
+ * Is a row past its retention, so that a new claim of the key replaces
+ * it?  Never while a live lease holds it.
+ */
+static bool
+row_gone(const IkRow *row, TimestampTz now)
+{
+	return now >= row->retain_until &&
+		(row->completed || GetCurrentTimestamp() >= row->lease_expires_at);
+}
+
+/*
+ * Write the row of a key this transaction holds the lock of.  With
+ * replace, a row past retention was there at the claim: it is replaced if
+ * it still is (the reaper may have deleted it since), once locked and seen
+ * to be still past retention; a durable claim's late worker may have
+ * brought it back to life meanwhile, which makes this claim a duplicate.
+ */
+static void
+write_claimed_row(const IkWrite *w, bool replace, TimestampTz now)
+{
+	IkRow		old;
+
+	if (replace)
+	{
+		ik_store_lookup(w->scope, w->key, true, &old);
+		if (old.found &&
+			ik_store_lock(w->scope, w->key, &old, -1) == IK_ROW_LOCKED)
+		{
+			if (!row_gone(&old, now))
+				ereport(ERROR,
+						(errcode(ERRCODE_IK_IN_PROGRESS),
+						 errmsg("idempotency key \"%s\" is in use by a request in progress",
+								text_to_cstring(w->key)),
+						 errdetail("The durable claim of key \"%s\" in scope \"%s\" was renewed by its holder after its retention had ended.",
+								   text_to_cstring(w->key), text_to_cstring(w->scope))));
+			ik_store_update(w->scope, w->key, &old, w);
+			return;
+		}
+	}
+	ik_store_insert(w);
+}
+
 /* Write the row of a new durable claim, and return its token. */
 static pg_uuid_t *
 start_durable_claim(const ClaimRequest *req, bool replace)
@@ -342,14 +418,16 @@ start_durable_claim(const ClaimRequest *req, bool replace)
 	w.key = req->key;
 	w.fingerprint = req->fingerprint;
 	w.completed = false;
-	ik_new_lease_token(&w.lease_token);
+	ik_new_lease_token(&w.lease_token, true);
 	w.lease_ms = req->lease_ms;
-	w.lease_expires_at = ik_time_plus_ms(GetCurrentTimestamp(),
-													 req->lease_ms);
+	w.lease_expires_at = ik_time_plus_ms(GetCurrentTimestamp(), req->lease_ms);
 	w.created_at = req->now;
 	w.expires_at = ik_time_plus_ms(req->now, req->policy.ttl_ms);
-	w.retain_until = ik_time_plus_ms(req->now, req->policy.retain_ms);
-	ik_store_write(&w, replace);
+	w.retain_until = ik_retention_for_lease(w.created_at, w.expires_at,
+											ik_time_plus_ms(req->now,
+															req->policy.retain_ms),
+											w.lease_expires_at);
+	write_claimed_row(&w, replace, req->now);
 	*token = w.lease_token;
 	return token;
 }
@@ -357,13 +435,17 @@ start_durable_claim(const ClaimRequest *req, bool replace)
 /*
  * A claim in shadow mode: count what enforce would have done, and return
  * 'new' without ever raising or waiting.  The key's lock is taken if it is
- * free, so that a concurrent duplicate counts as a would-be conflict.
+ * free, so that a concurrent duplicate counts as a would-be conflict; only
+ * the lock's holder records a response (complete()), so that two shadowed
+ * duplicates never collide on the row.  Returns whether this claim holds
+ * the lock; *replace says whether a row past retention is there.
  */
-static void
+static bool
 shadow_claim(const ClaimRequest *req, bool *replace)
 {
 	IkRow		row;
 	IkClaim    *mine = ik_claim_find(req->scope, req->key);
+	bool		newly;
 
 	*replace = false;
 	ik_store_lookup(req->scope, req->key, false, &row);
@@ -371,25 +453,29 @@ shadow_claim(const ClaimRequest *req, bool *replace)
 	{
 		case ROW_REPLAY:
 			ik_count(IK_SHADOW_WOULD_REPLAY, 1);
-			return;
+			return false;
 		case ROW_MISMATCH:
 			ik_count(IK_SHADOW_WOULD_IK422, 1);
-			return;
+			return false;
 		case ROW_EXPIRED:
 			ik_count(IK_SHADOW_WOULD_IK410, 1);
-			return;
+			return false;
 		case ROW_HELD:
 			ik_count(IK_SHADOW_WOULD_CONFLICT, 1);
-			return;
+			return false;
 		case ROW_LAPSED:
-			return;
+			return false;
 		case ROW_GONE:
 			*replace = row.found;
 			break;
 	}
 	if ((mine != NULL && mine->closed_subid == InvalidSubTransactionId) ||
-		!ik_lock_key(req->keyhash, 0))
+		!ik_lock_key(req->keyhash, 0, &newly))
+	{
 		ik_count(IK_SHADOW_WOULD_CONFLICT, 1);
+		return false;
+	}
+	return true;
 }
 
 /* A lease token for a claim that records nothing: off and shadow modes. */
@@ -401,7 +487,7 @@ unrecorded_token(const ClaimRequest *req)
 	if (!req->durable)
 		return NULL;
 	token = palloc(sizeof(pg_uuid_t));
-	ik_new_lease_token(token);
+	ik_new_lease_token(token, false);
 	return token;
 }
 
@@ -412,6 +498,7 @@ claim(FunctionCallInfo fcinfo)
 	bool		no_lease;
 	bool		wait_isnull;
 	bool		replace;
+	bool		holds_lock;
 	IkClaim    *mine;
 	IkRow		row;
 	pg_uuid_t  *token;
@@ -439,15 +526,15 @@ claim(FunctionCallInfo fcinfo)
 		case IK_MODE_OFF:
 			if (!req.durable)
 				ik_claim_open(req.scope, req.key, req.fingerprint, req.now,
-							  &req.policy, false);
+							  &req.policy, false, false);
 			return claim_result(fcinfo, CLAIM_NEW, NULL, req.now,
 								unrecorded_token(&req));
 
 		case IK_MODE_SHADOW:
-			shadow_claim(&req, &replace);
+			holds_lock = shadow_claim(&req, &replace);
 			if (!req.durable)
 				ik_claim_open(req.scope, req.key, req.fingerprint, req.now,
-							  &req.policy, replace);
+							  &req.policy, replace, holds_lock);
 			ik_count(IK_CLAIMS_NEW, 1);
 			return claim_result(fcinfo, CLAIM_NEW, NULL, req.now,
 								unrecorded_token(&req));
@@ -469,14 +556,9 @@ claim(FunctionCallInfo fcinfo)
 
 		case CLAIM_RESUME:
 			token = palloc(sizeof(pg_uuid_t));
-			ik_new_lease_token(token);
-			if (!req.durable)
-				req.lease_ms = row.lease_ms;
-			if (!ik_store_resume(req.scope, req.key, &row.lease_token, token,
-								 req.lease_ms,
-								 ik_time_plus_ms(GetCurrentTimestamp(),
-															 req.lease_ms)))
-				raise_in_progress(&req, "The durable claim's holder");
+			ik_new_lease_token(token, true);
+			ik_lease_take_over(req.scope, req.key, &row, token,
+							   req.durable ? req.lease_ms : row.lease_ms);
 			ik_count(IK_CLAIMS_RESUME, 1);
 			return claim_result(fcinfo, CLAIM_RESUME, &row, row.created_at, token);
 
@@ -491,7 +573,7 @@ claim(FunctionCallInfo fcinfo)
 		return claim_result(fcinfo, CLAIM_NEW, NULL, req.now,
 							start_durable_claim(&req, row.found));
 	ik_claim_open(req.scope, req.key, req.fingerprint, req.now, &req.policy,
-				  row.found);
+				  row.found, true);
 	return claim_result(fcinfo, CLAIM_NEW, NULL, req.now, NULL);
 }
 
@@ -543,15 +625,15 @@ arg_response(FunctionCallInfo fcinfo)
 }
 
 /*
- * Store a response, or not: returns false for one that is a transient
- * failure (5xx) the policy does not keep, so that a retry runs again.
- * Shadow mode records without ever failing.
+ * Store the response of a claim this transaction holds open, or not:
+ * returns false for one that is a transient failure (5xx) the policy does
+ * not keep, so that a retry runs again.  In shadow mode only the holder
+ * of the key's lock records, and the first response of a key is kept.
  */
 static bool
-store_response(text *scope, text *key, bytea *fingerprint,
-			   TimestampTz created_at, const IkPolicy *policy, bool replace,
-			   const IkResponse *response)
+store_response(IkClaim *claim, const IkResponse *response)
 {
+	const IkPolicy *policy = &claim->policy;
 	IkWrite		w;
 
 	if (response->status >= 500 && !policy->cache_5xx)
@@ -559,20 +641,19 @@ store_response(text *scope, text *key, bytea *fingerprint,
 		ik_count(IK_RELEASES_5XX, 1);
 		return false;
 	}
+	ik_count(IK_COMPLETIONS, 1);
+	if (policy->mode == IK_MODE_SHADOW && !claim->holds_lock)
+		return true;
 	memset(&w, 0, sizeof(w));
-	w.scope = scope;
-	w.key = key;
-	w.fingerprint = fingerprint;
+	w.scope = claim->scope;
+	w.key = claim->key;
+	w.fingerprint = claim->fingerprint;
 	w.completed = true;
 	w.response = *response;
-	w.created_at = created_at;
-	w.expires_at = ik_time_plus_ms(created_at, policy->ttl_ms);
-	w.retain_until = ik_time_plus_ms(created_at, policy->retain_ms);
-	if (policy->mode == IK_MODE_SHADOW)
-		ik_store_record(&w, GetCurrentTransactionStartTimestamp());
-	else
-		ik_store_write(&w, replace);
-	ik_count(IK_COMPLETIONS, 1);
+	w.created_at = claim->created_at;
+	w.expires_at = ik_time_plus_ms(claim->created_at, policy->ttl_ms);
+	w.retain_until = ik_time_plus_ms(claim->created_at, policy->retain_ms);
+	write_claimed_row(&w, claim->replace, claim->created_at);
 	return true;
 }
 
@@ -584,25 +665,7 @@ complete_durable(text *scope, text *key, pg_uuid_t *token,
 	IkPolicy	policy;
 
 	ik_policy_for(scope, &policy);
-	switch (policy.mode)
-	{
-		case IK_MODE_OFF:
-			return "skipped";
-		case IK_MODE_SHADOW:
-			/* the shadowed claim recorded nothing: no fingerprint to keep */
-			return "skipped";
-		case IK_MODE_ENFORCE:
-			break;
-	}
-	if (response->status >= 500 && !policy.cache_5xx)
-	{
-		ik_lease_release(scope, key, token);
-		ik_count(IK_RELEASES_5XX, 1);
-		return "released";
-	}
-	ik_lease_complete(scope, key, token, response);
-	ik_count(IK_COMPLETIONS, 1);
-	return "stored";
+	return ik_lease_complete(scope, key, token, response, policy.cache_5xx);
 }
 
 /*
@@ -612,7 +675,8 @@ complete_durable(text *scope, text *key, pg_uuid_t *token,
  *			lease_token uuid DEFAULT NULL) RETURNS text
  *
  * Returns 'stored'; 'released' for a 5xx status, which is not stored so
- * that a retry runs again; 'skipped' in off mode.
+ * that a retry runs again; 'skipped' for a claim that recorded nothing
+ * (off mode).
  */
 static Datum
 complete(FunctionCallInfo fcinfo)
@@ -632,9 +696,7 @@ complete(FunctionCallInfo fcinfo)
 		claim = open_claim_or_error(scope, key, "complete");
 		if (claim->policy.mode == IK_MODE_OFF)
 			result = "skipped";
-		else if (store_response(scope, key, claim->fingerprint,
-								claim->created_at, &claim->policy,
-								claim->replace, &response))
+		else if (store_response(claim, &response))
 			result = "stored";
 		else
 			result = "released";
@@ -655,18 +717,13 @@ release(FunctionCallInfo fcinfo)
 {
 	text	   *scope = ik_arg_name(fcinfo, 0, "scope");
 	text	   *key = ik_arg_name(fcinfo, 1, "key");
-	IkPolicy	policy;
 
 	ik_require_writable("idempotency.release()");
 
 	if (PG_ARGISNULL(2))
 		ik_claim_close(open_claim_or_error(scope, key, "release"));
 	else
-	{
-		ik_policy_for(scope, &policy);
-		if (policy.mode == IK_MODE_ENFORCE)
-			ik_lease_release(scope, key, PG_GETARG_UUID_P(2));
-	}
+		ik_lease_release(scope, key, PG_GETARG_UUID_P(2));
 	ik_count(IK_RELEASES, 1);
 	PG_RETURN_VOID();
 }

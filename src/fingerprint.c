@@ -269,41 +269,41 @@ fingerprint_jsonb(FunctionCallInfo fcinfo)
 	PG_RETURN_BYTEA_P(fingerprint_request(method, path, PG_GETARG_JSONB_P(2)));
 }
 
-typedef struct BodyParse
-{
-	char	   *text;
-	Jsonb	   *jsonb;
-} BodyParse;
-
-static void
-parse_jsonb(void *arg)
-{
-	BodyParse  *parse = (BodyParse *) arg;
-
-	parse->jsonb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-													  CStringGetDatum(parse->text)));
-}
-
 /*
  * Parse a body given as text.  Any data error of jsonb's input function
  * (bad syntax, \u0000, a number out of range) becomes an IK400; other
- * errors, such as a cancel, propagate.
+ * errors, such as a cancel, propagate.  The error is caught only to raise
+ * another one at once, so no subtransaction is needed: the function stays
+ * safe to run in parallel workers, where none can be started.
  */
 static Jsonb *
 parse_body(text *body)
 {
-	BodyParse	parse = {text_to_cstring(body), NULL};
-	ErrorData  *edata = ik_try(parse_jsonb, &parse);
+	MemoryContext context = CurrentMemoryContext;
+	char	   *cstring = text_to_cstring(body);
+	Jsonb	   *volatile jsonb = NULL;
 
-	if (edata == NULL)
-		return parse.jsonb;
-	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
-		ReThrowError(edata);
-	ereport(ERROR,
-			(errcode(ERRCODE_IK_INVALID_ARGUMENT),
-			 errmsg("argument \"body\" is not valid JSON"),
-			 errdetail("%s", edata->message)));
-	pg_unreachable();
+	PG_TRY();
+	{
+		jsonb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+												   CStringGetDatum(cstring)));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(context);
+		edata = CopyErrorData();
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+			PG_RE_THROW();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_IK_INVALID_ARGUMENT),
+				 errmsg("argument \"body\" is not valid JSON"),
+				 errdetail("%s", edata->message)));
+	}
+	PG_END_TRY();
+	return jsonb;
 }
 
 /* fingerprint(method text, path text, body text) */

@@ -25,9 +25,19 @@ static const struct config_enum_entry mode_options[] = {
 /* Default wait for a key held by another transaction: none, IK409 at once. */
 int			ik_lock_timeout_ms = 0;
 
-/* Replay window and retention, both counted from the first claim. */
+/*
+ * Replay window and retention, both counted from the first claim.  They
+ * are money guarantees, so only a superuser (or a policy row) sets them:
+ * an application role that could shorten them could charge twice.
+ */
 int			ik_ttl_s = 24 * 60 * 60;
 int			ik_retain_s = 7 * 24 * 60 * 60;
+
+/* Key locks one transaction may hold; -1: half of max_locks_per_transaction. */
+int			ik_max_key_locks = -1;
+
+/* Whether this session may TRUNCATE idempotency.keys (truncate_guard.c). */
+bool		ik_allow_truncate = false;
 
 /* Key for HMAC-SHA256 fingerprints; empty means plain SHA-256. */
 char	   *ik_fingerprint_secret = NULL;
@@ -85,7 +95,7 @@ ik_define_gucs(void)
 							"Inside it a completed key replays its stored response.",
 							&ik_ttl_s,
 							24 * 60 * 60, 1, INT_MAX,
-							PGC_USERSET,
+							PGC_SUSET,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
@@ -95,9 +105,28 @@ ik_define_gucs(void)
 							"after it the key is new. Must not be shorter than idempotency.ttl.",
 							&ik_retain_s,
 							7 * 24 * 60 * 60, 1, INT_MAX,
-							PGC_USERSET,
+							PGC_SUSET,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("idempotency.max_key_locks",
+							"Most idempotency key locks one transaction may hold.",
+							"Each takes an entry of the lock table all sessions share. "
+							"-1 means half of max_locks_per_transaction.",
+							&ik_max_key_locks,
+							-1, -1, INT_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("idempotency.allow_truncate",
+							 "Lets this session TRUNCATE idempotency.keys.",
+							 "TRUNCATE removes every key, so every retry would charge again.",
+							 &ik_allow_truncate,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomStringVariable("idempotency.fingerprint_secret",
 							   "Key of the HMAC-SHA256 request fingerprints.",

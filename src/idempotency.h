@@ -14,8 +14,12 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
-#include "utils/timestamp.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
+#include "storage/itemptr.h"
+#include "storage/lockdefs.h"
+#include "utils/relcache.h"
+#include "utils/timestamp.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
@@ -34,6 +38,8 @@
 #define ERRCODE_IK_FINGERPRINT_MISMATCH MAKE_SQLSTATE('I','K','4','2','2')
 /* the caller broke the claim protocol */
 #define ERRCODE_IK_PROTOCOL_VIOLATION	MAKE_SQLSTATE('I','K','4','2','8')
+/* the keys table's shape, or one of its rows, needs an operator */
+#define ERRCODE_IK_TABLE_NEEDS_OPERATOR MAKE_SQLSTATE('I','K','5','0','3')
 
 /* Longest scope or key, in bytes, and longest caller-made fingerprint. */
 #define IK_MAX_NAME_BYTES	255
@@ -51,6 +57,8 @@ extern int	ik_enforce_percent;
 extern char *ik_reaper_databases;
 extern int	ik_reaper_naptime_s;
 extern int	ik_reaper_batch_size;
+extern int	ik_max_key_locks;
+extern bool ik_allow_truncate;
 extern void ik_define_gucs(void);
 
 /* validate.c: argument checks that raise IK400 naming the argument */
@@ -93,10 +101,89 @@ extern void ik_policy_for(text *scope, IkPolicy *policy);
 
 /* keylock.c: the per-key heavyweight lock */
 extern uint64 ik_key_hash(text *scope, text *key);
-extern bool ik_lock_key(uint64 keyhash, int wait_ms);
-extern void ik_unlock_key(uint64 keyhash);
+extern bool ik_lock_key(uint64 keyhash, int wait_ms, bool *newly);
+extern void ik_unlock_key(uint64 keyhash, bool newly);
+extern void ik_register_keylock_callbacks(void);
 
-/* store.c: rows of idempotency.keys */
+/* tables.c: the extension's tables, found by name, checked and cached */
+typedef struct IkColumnSpec
+{
+	const char *name;
+	Oid			typid;
+	bool		notnull;
+} IkColumnSpec;
+
+/* Columns of idempotency.keys that the library reads and writes. */
+typedef enum IkKeysColumn
+{
+	IK_KEYS_SCOPE,
+	IK_KEYS_KEY,
+	IK_KEYS_FINGERPRINT,
+	IK_KEYS_STATE,
+	IK_KEYS_RESPONSE_STATUS,
+	IK_KEYS_RESPONSE_HEADERS,
+	IK_KEYS_RESPONSE_BODY,
+	IK_KEYS_RECOVERY_POINT,
+	IK_KEYS_LEASE_TOKEN,
+	IK_KEYS_LEASE_DURATION,
+	IK_KEYS_LEASE_EXPIRES_AT,
+	IK_KEYS_CREATED_AT,
+	IK_KEYS_EXPIRES_AT,
+	IK_KEYS_RETAIN_UNTIL,
+	IK_KEYS_NCOLUMNS
+} IkKeysColumn;
+
+/* Columns of idempotency.policies. */
+typedef enum IkPoliciesColumn
+{
+	IK_POLICIES_SCOPE,
+	IK_POLICIES_MODE,
+	IK_POLICIES_TTL,
+	IK_POLICIES_RETAIN,
+	IK_POLICIES_CACHE_5XX,
+	IK_POLICIES_NCOLUMNS
+} IkPoliciesColumn;
+
+typedef struct IkTable
+{
+	/* what the table must be */
+	const char *relname;		/* in schema idempotency */
+	const IkColumnSpec *columns;
+	int			ncolumns;
+	const int  *lookup;			/* columns of the unique index rows are
+								 * looked up by */
+	int			nlookup;
+	int			order_column;	/* written tables: the column rows are
+								 * scanned in order of, by order_index */
+	bool		written;		/* by the library: keep executor state */
+
+	/* what it was found to be; rebuilt after an invalidation */
+	bool		valid;
+	uint64		invalidations;	/* relcache invalidations seen */
+	MemoryContext cxt;
+	Oid			relid;
+	AttrNumber *attnum;			/* of each column */
+	Oid			lookup_index;
+	int			lookup_position[2]; /* index column of each lookup column */
+	Oid			order_index;	/* a btree index leading with order_column,
+								 * or InvalidOid */
+	int			nindexes;		/* written tables: every index ... */
+	Oid		   *index_oids;
+	struct IndexInfo **index_info;	/* ... with expression states compiled */
+	struct ExprState **check_exprs; /* compiled CHECK constraints, or NULL */
+	int			ndefaults;		/* defaults of the DBA's extra columns */
+	AttrNumber *default_attnums;
+	struct ExprState **default_exprs;
+} IkTable;
+
+extern IkTable ik_keys_table;
+extern IkTable ik_policies_table;
+extern void ik_tables_register_callbacks(void);
+extern Relation ik_table_open(IkTable *table, LOCKMODE lockmode);
+extern Datum ik_table_value(const IkTable *table, TupleTableSlot *slot,
+							int column, bool *isnull);
+
+/* store.c: the one storage path of idempotency.keys */
 typedef struct IkResponse
 {
 	int32		status;
@@ -104,13 +191,14 @@ typedef struct IkResponse
 	Jsonb	   *body;
 } IkResponse;
 
+/* A row as read, checked against the table's invariants. */
 typedef struct IkRow
 {
 	bool		found;
+	ItemPointerData tid;		/* the version read */
 	TransactionId xmin;			/* row version, to spot concurrent writers */
 	bytea	   *fingerprint;
 	bool		completed;		/* else a durable claim in progress */
-	bool		status_isnull;
 	IkResponse	response;		/* when completed */
 	text	   *recovery_point; /* NULL when SQL NULL */
 	pg_uuid_t	lease_token;	/* the rest: durable claims in progress */
@@ -129,6 +217,7 @@ typedef struct IkWrite
 	bytea	   *fingerprint;
 	bool		completed;
 	IkResponse	response;		/* when completed */
+	text	   *recovery_point; /* NULL when SQL NULL */
 	pg_uuid_t	lease_token;	/* when in progress */
 	int64		lease_ms;
 	TimestampTz lease_expires_at;
@@ -137,25 +226,54 @@ typedef struct IkWrite
 	TimestampTz retain_until;
 } IkWrite;
 
+/* What locking a row found. */
+typedef enum IkLockResult
+{
+	IK_ROW_LOCKED,				/* locked; the row is its latest version */
+	IK_ROW_GONE,				/* deleted by a transaction that committed */
+	IK_ROW_BUSY					/* another transaction holds it past the wait */
+} IkLockResult;
+
+/* A row the reaper may delete, as its scan found it. */
+typedef struct IkReapCandidate
+{
+	ItemPointerData tid;
+	uint64		keyhash;
+	TimestampTz retain_until;
+	bool		completed;
+	text	   *scope;
+	text	   *key;
+	text	   *recovery_point;
+} IkReapCandidate;
+
 extern void ik_store_register_callbacks(void);
 extern void ik_store_lookup(text *scope, text *key, bool latest, IkRow *row);
-extern void ik_store_write(const IkWrite *row, bool replace);
-extern bool ik_store_policy(text *scope, IkPolicy *policy);
-extern void ik_store_record(const IkWrite *row, TimestampTz now);
-extern bool ik_store_resume(text *scope, text *key, const pg_uuid_t *old_token,
-							const pg_uuid_t *new_token, int64 lease_ms,
-							TimestampTz lease_expires_at);
-extern bool ik_store_checkpoint(text *scope, text *key, const pg_uuid_t *token,
-								text *recovery_point, TimestampTz now);
-extern bool ik_store_finish(text *scope, text *key, const pg_uuid_t *token,
-							const IkResponse *response);
-extern bool ik_store_forget(text *scope, text *key, const pg_uuid_t *token);
+extern void ik_store_insert(const IkWrite *w);
+extern IkLockResult ik_store_lock(text *scope, text *key, IkRow *row,
+								  int wait_ms);
+extern void ik_store_update(text *scope, text *key, const IkRow *locked,
+							const IkWrite *w);
+extern void ik_store_delete(text *scope, text *key, const IkRow *locked);
+extern int	ik_store_reap_scan(TimestampTz now, TimestampTz *cursor,
+							   int limit, IkReapCandidate *candidates);
+extern int	ik_store_reap_delete(IkReapCandidate *candidates, int n,
+								 bool *deleted);
 
 /* lease.c: durable claims */
-extern void ik_new_lease_token(pg_uuid_t *token);
-extern void ik_lease_complete(text *scope, text *key, pg_uuid_t *token,
-							  const IkResponse *response);
-extern void ik_lease_release(text *scope, text *key, pg_uuid_t *token);
+extern void ik_new_lease_token(pg_uuid_t *token, bool recorded);
+extern TimestampTz ik_retention_for_lease(TimestampTz created_at,
+										  TimestampTz expires_at,
+										  TimestampTz retain_until,
+										  TimestampTz lease_end);
+extern void ik_row_to_write(text *scope, text *key, const IkRow *row,
+							IkWrite *w);
+extern const char *ik_lease_complete(text *scope, text *key,
+									 const pg_uuid_t *token,
+									 const IkResponse *response,
+									 bool cache_5xx);
+extern void ik_lease_release(text *scope, text *key, const pg_uuid_t *token);
+extern void ik_lease_take_over(text *scope, text *key, const IkRow *locked,
+							   const pg_uuid_t *token, int64 lease_ms);
 extern void ik_report_abandoned(text *scope, text *key, text *recovery_point);
 
 /* xactstate.c: the claims this transaction holds open */
@@ -167,6 +285,7 @@ typedef struct IkClaim
 	TimestampTz created_at;
 	IkPolicy	policy;			/* as it was at the claim */
 	bool		replace;		/* a reaped-to-be row must be overwritten */
+	bool		holds_lock;		/* of the key: shadowed claims may not */
 	SubTransactionId opened_subid;	/* subtransaction that claimed it */
 	SubTransactionId closed_subid;	/* subtransaction that closed it, or
 									 * InvalidSubTransactionId while open */
@@ -176,7 +295,7 @@ extern void ik_register_xact_callbacks(void);
 extern IkClaim *ik_claim_find(text *scope, text *key);
 extern IkClaim *ik_claim_open(text *scope, text *key, bytea *fingerprint,
 							  TimestampTz created_at, const IkPolicy *policy,
-							  bool replace);
+							  bool replace, bool holds_lock);
 extern void ik_claim_close(IkClaim *claim);
 
 
@@ -211,11 +330,14 @@ extern Datum ik_counted_call(PGFunction fn, FunctionCallInfo fcinfo,
 							 bool is_claim);
 extern void ik_count_reap(uint64 rows);
 
-/* subxact.c */
+/* subxact.c: surviving an error */
 extern ErrorData *ik_try(void (*step) (void *arg), void *arg);
+extern bool ik_within_lock_timeout(void (*step) (void *arg), void *arg,
+								   int wait_ms);
 
 /* reap.c */
-extern int64 ik_reap_batch(int limit, TimestampTz now);
+extern int	ik_reap_batch(int limit, TimestampTz now, TimestampTz *cursor,
+						  int64 *deleted);
 
 /* reaper.c: the background reaper (preloaded library only) */
 extern bool ik_check_reaper_databases(char **newval, void **extra,

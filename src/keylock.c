@@ -20,16 +20,23 @@
  * takes part in deadlock detection, and is bounded by the lock-timeout
  * machinery rather than by polling.
  *
+ * Each lock takes an entry of the lock table that every backend shares,
+ * so one transaction may hold only idempotency.max_key_locks of them
+ * (by default half of max_locks_per_transaction): a client that claims
+ * thousands of keys in one transaction gets SQLSTATE 53400 rather than
+ * filling the table and locking everyone else out.  The locks are counted
+ * per subtransaction level, since rolling a subtransaction back releases
+ * the locks it took.
+ *
  *-------------------------------------------------------------------------
  */
 #include "idempotency.h"
 
-#include <stdio.h>
-
+#include "access/xact.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
-#include "utils/guc.h"
+#include "utils/memutils.h"
 
 /* "IK": fourth locktag field, unused by pg_advisory_lock() */
 #define IK_LOCKTAG_SPACE	0x494B
@@ -45,45 +52,98 @@ ik_key_hash(text *scope, text *key)
 							   VARSIZE_ANY_EXHDR(key), h);
 }
 
-typedef struct LockWait
-{
-	const LOCKTAG *tag;
-	int			wait_ms;
-} LockWait;
+/*
+ * Key locks this transaction took, by subtransaction nesting level (index
+ * 0 unused), and their sum.
+ */
+static int *locks_by_level = NULL;
+static int	levels = 0;
+static int	locks_held = 0;
 
-static void
-acquire_within_timeout(void *arg)
+static int
+key_lock_limit(void)
 {
-	LockWait   *wait = (LockWait *) arg;
-	char		timeout[32];
-	int			nestlevel = NewGUCNestLevel();
-
-	snprintf(timeout, sizeof(timeout), "%d", wait->wait_ms);
-	(void) set_config_option("lock_timeout", timeout,
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) LockAcquire(wait->tag, ExclusiveLock, false, false);
-	AtEOXact_GUC(true, nestlevel);
+	return ik_max_key_locks >= 0 ? ik_max_key_locks :
+		Max(max_locks_per_xact / 2, 1);
 }
 
-/*
- * Wait for the lock with lock_timeout set, in a subtransaction so that the
- * timeout's error can be caught and turned into "not acquired".  On
- * success the subtransaction hands the lock to its parent; any other error
- * (cancel, statement timeout, deadlock) propagates unchanged.
- */
-static bool
-wait_for_lock(const LOCKTAG *tag, int wait_ms)
+static void
+count_acquired(void)
 {
-	LockWait	wait = {tag, wait_ms};
-	ErrorData  *edata = ik_try(acquire_within_timeout, &wait);
+	int			level = GetCurrentTransactionNestLevel();
 
-	if (edata == NULL)
-		return true;
-	if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
-		ReThrowError(edata);
-	FreeErrorData(edata);
-	return false;
+	if (level >= levels)
+	{
+		int			n = Max(level + 1, 8);
+
+		locks_by_level = locks_by_level == NULL ?
+			MemoryContextAllocZero(TopMemoryContext, sizeof(int) * n) :
+			repalloc(locks_by_level, sizeof(int) * n);
+		for (int i = levels; i < n; i++)
+			locks_by_level[i] = 0;
+		levels = n;
+	}
+	locks_by_level[level]++;
+	locks_held++;
+}
+
+static void
+count_released(void)
+{
+	int			level = GetCurrentTransactionNestLevel();
+
+	Assert(level < levels && locks_by_level[level] > 0);
+	locks_by_level[level]--;
+	locks_held--;
+}
+
+static void
+keylock_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			for (int i = 0; i < levels; i++)
+				locks_by_level[i] = 0;
+			locks_held = 0;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+keylock_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+
+	if (level >= levels || locks_by_level[level] == 0)
+		return;
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+		locks_by_level[level - 1] += locks_by_level[level];
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+		locks_held -= locks_by_level[level];
+	else
+		return;
+	locks_by_level[level] = 0;
+}
+
+void
+ik_register_keylock_callbacks(void)
+{
+	RegisterXactCallback(keylock_xact_callback, NULL);
+	RegisterSubXactCallback(keylock_subxact_callback, NULL);
+}
+
+static void
+acquire_key_lock(void *arg)
+{
+	(void) LockAcquire((const LOCKTAG *) arg, ExclusiveLock, false, false);
 }
 
 /* The key's lock: an advisory lock tag in the extension's own key space. */
@@ -94,33 +154,66 @@ key_locktag(LOCKTAG *tag, uint64 keyhash)
 						 (uint32) keyhash, IK_LOCKTAG_SPACE);
 }
 
+static void
+raise_too_many_locks(int limit)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			 errmsg("too many idempotency keys locked in one transaction"),
+			 errdetail("This transaction holds %d idempotency key locks; the limit is %d (idempotency.max_key_locks).",
+					   locks_held, limit),
+			 errhint("Claim fewer keys per transaction, or have a superuser raise idempotency.max_key_locks together with max_locks_per_transaction.")));
+}
+
 /*
  * Take the key's lock for the rest of the transaction.  Returns false if
- * another transaction still holds it after wait_ms (0: do not wait).
+ * another transaction still holds it after wait_ms (0: do not wait);
+ * *newly says whether this transaction did not hold it already.
  */
 bool
-ik_lock_key(uint64 keyhash, int wait_ms)
+ik_lock_key(uint64 keyhash, int wait_ms, bool *newly)
 {
 	LOCKTAG		tag;
+	LockAcquireResult result;
+	int			limit = key_lock_limit();
 
 	key_locktag(&tag, keyhash);
-	if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+	result = LockAcquire(&tag, ExclusiveLock, false, true);
+	*newly = false;
+	if (result == LOCKACQUIRE_ALREADY_HELD || result == LOCKACQUIRE_ALREADY_CLEAR)
 		return true;
-	if (wait_ms <= 0)
-		return false;
-	return wait_for_lock(&tag, wait_ms);
+	if (result == LOCKACQUIRE_NOT_AVAIL)
+	{
+		/* never wait for a lock this transaction could not keep */
+		if (locks_held >= limit)
+			raise_too_many_locks(limit);
+		if (wait_ms <= 0 ||
+			!ik_within_lock_timeout(acquire_key_lock, &tag, wait_ms))
+			return false;
+	}
+	else if (locks_held >= limit)
+	{
+		LockRelease(&tag, ExclusiveLock, false);
+		raise_too_many_locks(limit);
+	}
+	count_acquired();
+	*newly = true;
+	return true;
 }
 
 /*
  * Give back one hold of the key's lock taken by ik_lock_key() in this
- * transaction.  A lock the transaction took more than once stays held.
+ * transaction; newly is what ik_lock_key() said.  A lock the transaction
+ * took more than once stays held.
  */
 void
-ik_unlock_key(uint64 keyhash)
+ik_unlock_key(uint64 keyhash, bool newly)
 {
 	LOCKTAG		tag;
 
 	key_locktag(&tag, keyhash);
 	if (!LockRelease(&tag, ExclusiveLock, false))
 		elog(ERROR, "idempotency key lock was not held");
+	if (newly)
+		count_released();
 }

@@ -11,10 +11,21 @@
  * complete or release the claim.  If the lease lapses, the next claim of
  * the same request resumes it under a new token (claim.c).
  *
- * The token is the fence: every write here names it in its WHERE clause,
- * so once a claim has been resumed, a slow worker still holding the old
- * token finds nothing to write and gets IK409.  A write that finds no row
- * in progress at all is a protocol violation (IK428).
+ * The token is the fence: every write here locks the row and checks, on
+ * the version it locked, that the token still holds it.  Once a claim has
+ * been resumed, a slow worker still holding the old token finds another
+ * token there and gets IK409; a write that finds no claim in progress at
+ * all is a protocol violation (IK428).
+ *
+ * A token acts on its row in every mode: a claim made under 'enforce' is
+ * finished under the rules it was made under, whatever the scope's mode
+ * has become since.  A claim made under 'off' or 'shadow' recorded
+ * nothing; its token is a version 8 UUID (the recorded ones are version
+ * 4), so that finishing it stays a no-op, whatever the mode becomes.
+ *
+ * The windows move with the lease: a row in progress is kept at least a
+ * replay window (ttl) past the end of its lease, so that its retention
+ * can never end while the lease is live nor right after it lapses.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,30 +37,84 @@
 
 PG_FUNCTION_INFO_V1(idempotency_checkpoint);
 
-/* A version 4 (random) UUID, as gen_random_uuid() makes. */
+/* UUID versions of recorded and unrecorded lease tokens (RFC 9562). */
+#define TOKEN_VERSION_RECORDED	4
+#define TOKEN_VERSION_UNRECORDED 8
+
+/* A random UUID of the version that says whether its claim was recorded. */
 void
-ik_new_lease_token(pg_uuid_t *token)
+ik_new_lease_token(pg_uuid_t *token, bool recorded)
 {
+	int			version = recorded ? TOKEN_VERSION_RECORDED : TOKEN_VERSION_UNRECORDED;
+
 	if (!pg_strong_random(token->data, UUID_LEN))
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not generate a random lease token")));
-	token->data[6] = (token->data[6] & 0x0f) | 0x40;
+	token->data[6] = (token->data[6] & 0x0f) | (version << 4);
 	token->data[8] = (token->data[8] & 0x3f) | 0x80;
 }
 
+static bool
+token_unrecorded(const pg_uuid_t *token)
+{
+	return (token->data[6] >> 4) == TOKEN_VERSION_UNRECORDED;
+}
+
 /*
- * A lease write found nothing to write: say why.  The key has a durable
- * claim in progress under another token (IK409: this caller was fenced
- * off), or none at all (IK428).
+ * The retention a row needs for a lease that ends at lease_end: its
+ * replay window past that end, and never less than it has.
+ */
+TimestampTz
+ik_retention_for_lease(TimestampTz created_at, TimestampTz expires_at,
+					   TimestampTz retain_until, TimestampTz lease_end)
+{
+	int64		ttl_ms;
+	TimestampTz needed;
+
+	if (TIMESTAMP_NOT_FINITE(expires_at))
+		return retain_until;
+	ttl_ms = (expires_at - created_at) / 1000;
+	needed = ik_time_plus_ms(lease_end, ttl_ms);
+	return Max(retain_until, needed);
+}
+
+/* What a row in progress is, as a row to write back changed. */
+void
+ik_row_to_write(text *scope, text *key, const IkRow *row, IkWrite *w)
+{
+	memset(w, 0, sizeof(IkWrite));
+	w->scope = scope;
+	w->key = key;
+	w->fingerprint = row->fingerprint;
+	w->completed = row->completed;
+	w->response = row->response;
+	w->recovery_point = row->recovery_point;
+	w->lease_token = row->lease_token;
+	w->lease_ms = row->lease_ms;
+	w->lease_expires_at = row->lease_expires_at;
+	w->created_at = row->created_at;
+	w->expires_at = row->expires_at;
+	w->retain_until = row->retain_until;
+}
+
+static bool
+holds(const IkRow *row, const pg_uuid_t *token)
+{
+	return row->found && !row->completed &&
+		memcmp(row->lease_token.data, token->data, UUID_LEN) == 0;
+}
+
+/*
+ * The token does not hold the key: say why.  The key has a durable claim
+ * in progress under another token (IK409: this caller was fenced off), or
+ * none at all (IK428).
  */
 static void
-raise_lease_lost(text *scope, text *key, const char *funcname)
+raise_lease_lost(text *scope, text *key, const IkRow *row,
+				 const char *funcname)
 {
-	IkRow		row;
-
-	ik_store_lookup(scope, key, true, &row);
-	if (row.found && !row.completed)
+	if (row->found && !row->completed)
 		ereport(ERROR,
 				(errcode(ERRCODE_IK_IN_PROGRESS),
 				 errmsg("lease token of idempotency key \"%s\" is stale",
@@ -63,23 +128,120 @@ raise_lease_lost(text *scope, text *key, const char *funcname)
 					text_to_cstring(key)),
 			 errdetail("%s() with a lease token needs a durable claim of key \"%s\" in scope \"%s\" in progress; it is %s.",
 					   funcname, text_to_cstring(key), text_to_cstring(scope),
-					   row.found ? "completed" : "not claimed")));
+					   row->found ? "completed" : "not claimed")));
 }
 
-void
-ik_lease_complete(text *scope, text *key, pg_uuid_t *token,
-				  const IkResponse *response)
+/*
+ * Lock the durable claim of (scope, key) that token holds, into *row.
+ * Returns false when there is nothing to do: the token's claim recorded
+ * nothing (it was made in 'off' or 'shadow' mode, or under a library
+ * before version 0.2.0 in a scope that is not enforced now).  Raises
+ * IK409 or IK428 when the token does not hold the key.
+ */
+static bool
+lock_lease(text *scope, text *key, const pg_uuid_t *token,
+		   const char *funcname, IkRow *row)
 {
-	if (!ik_store_finish(scope, key, token, response))
-		raise_lease_lost(scope, key, "complete");
+	for (;;)
+	{
+		IkPolicy	policy;
+
+		ik_store_lookup(scope, key, false, row);
+		if (!holds(row, token))
+		{
+			if (!row->found || row->completed)
+			{
+				if (token_unrecorded(token))
+					return false;
+				ik_policy_for(scope, &policy);
+				if (policy.mode != IK_MODE_ENFORCE)
+					return false;
+			}
+			raise_lease_lost(scope, key, row, funcname);
+		}
+		switch (ik_store_lock(scope, key, row, -1))
+		{
+			case IK_ROW_LOCKED:
+				if (!holds(row, token))
+					raise_lease_lost(scope, key, row, funcname);
+				return true;
+			case IK_ROW_GONE:
+				continue;		/* deleted meanwhile: look again */
+			case IK_ROW_BUSY:
+				break;
+		}
+		elog(ERROR, "could not lock the durable claim of an idempotency key");
+	}
 }
 
-/* release(), or complete() with a 5xx: the key is free for a retry. */
-void
-ik_lease_release(text *scope, text *key, pg_uuid_t *token)
+/*
+ * Store the response of a durable claim.  A transient failure (a 5xx the
+ * policy does not keep) is not stored: a claim that recorded a recovery
+ * point keeps its row with the lease ended, since a processor's 502 or
+ * 504 is an unknown outcome and the retry must resume from that point;
+ * one that recorded none frees the key.  Returns what complete() returns.
+ */
+const char *
+ik_lease_complete(text *scope, text *key, const pg_uuid_t *token,
+				  const IkResponse *response, bool cache_5xx)
 {
-	if (!ik_store_forget(scope, key, token))
-		raise_lease_lost(scope, key, "release");
+	IkRow		row;
+	IkWrite		w;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!lock_lease(scope, key, token, "complete", &row))
+		return "skipped";
+	ik_row_to_write(scope, key, &row, &w);
+	if (response->status >= 500 && !cache_5xx)
+	{
+		ik_count(IK_RELEASES_5XX, 1);
+		if (row.recovery_point == NULL)
+		{
+			ik_store_delete(scope, key, &row);
+			return "released";
+		}
+		w.lease_expires_at = Min(row.lease_expires_at, now);
+		w.retain_until = ik_retention_for_lease(row.created_at, row.expires_at,
+												row.retain_until, now);
+		ik_store_update(scope, key, &row, &w);
+		return "released";
+	}
+	w.completed = true;
+	w.response = *response;
+	ik_store_update(scope, key, &row, &w);
+	ik_count(IK_COMPLETIONS, 1);
+	return "stored";
+}
+
+/* release() with a lease token: the key is free for a retry. */
+void
+ik_lease_release(text *scope, text *key, const pg_uuid_t *token)
+{
+	IkRow		row;
+
+	if (lock_lease(scope, key, token, "release", &row))
+		ik_store_delete(scope, key, &row);
+}
+
+/*
+ * Hand a lapsed durable claim, locked by the caller, to a new holder:
+ * a new token and lease, and the windows moved with it.
+ */
+void
+ik_lease_take_over(text *scope, text *key, const IkRow *locked,
+				   const pg_uuid_t *token, int64 lease_ms)
+{
+	IkWrite		w;
+
+	ik_row_to_write(scope, key, locked, &w);
+	w.lease_token = *token;
+	w.lease_ms = lease_ms;
+	w.lease_expires_at = ik_time_plus_ms(GetCurrentTimestamp(), lease_ms);
+	w.retain_until = ik_retention_for_lease(locked->created_at,
+											locked->expires_at,
+											locked->retain_until,
+											w.lease_expires_at);
+	ik_store_update(scope, key, locked, &w);
 }
 
 /*
@@ -102,8 +264,7 @@ ik_report_abandoned(text *scope, text *key, text *recovery_point)
 /*
  * checkpoint(scope text, key text, recovery_point text, lease_token uuid)
  *
- * In off and shadow modes durable claims record nothing, and neither does
- * this.
+ * Records progress and renews the lease for its duration.
  */
 static Datum
 checkpoint(FunctionCallInfo fcinfo)
@@ -113,15 +274,22 @@ checkpoint(FunctionCallInfo fcinfo)
 	text	   *recovery_point = ik_arg_text(fcinfo, 2, "recovery_point",
 											 IK_MAX_RECOVERY_POINT_BYTES);
 	pg_uuid_t  *token = ik_arg_token(fcinfo, 3, "lease_token");
-	IkPolicy	policy;
+	IkRow		row;
+	IkWrite		w;
 
 	ik_require_writable("idempotency.checkpoint()");
 
-	ik_policy_for(scope, &policy);
-	if (policy.mode == IK_MODE_ENFORCE &&
-		!ik_store_checkpoint(scope, key, token, recovery_point,
-							 GetCurrentTimestamp()))
-		raise_lease_lost(scope, key, "checkpoint");
+	if (lock_lease(scope, key, token, "checkpoint", &row))
+	{
+		ik_row_to_write(scope, key, &row, &w);
+		w.recovery_point = recovery_point;
+		w.lease_expires_at = ik_time_plus_ms(GetCurrentTimestamp(),
+											 row.lease_ms);
+		w.retain_until = ik_retention_for_lease(row.created_at, row.expires_at,
+												row.retain_until,
+												w.lease_expires_at);
+		ik_store_update(scope, key, &row, &w);
+	}
 	PG_RETURN_VOID();
 }
 

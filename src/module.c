@@ -25,6 +25,7 @@ _PG_init(void)
 {
 	ik_define_gucs();
 	ik_register_xact_callbacks();
+	ik_register_keylock_callbacks();
 	ik_store_register_callbacks();
 
 	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)

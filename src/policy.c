@@ -10,14 +10,30 @@
  * the same scope always falls on the same side, and raising the percentage
  * only adds scopes.
  *
+ * A committed change of idempotency.policies applies to the next claim in
+ * every session: the table is read with a fresh snapshot (so an open
+ * REPEATABLE READ transaction sees the change too), and while it is known
+ * to be empty it is not read at all.  What is known is forgotten at every
+ * relcache invalidation of the table, which its triggers send for every
+ * change (idempotency_policies_changed()): a statement trigger for local
+ * changes and TRUNCATE, and a row trigger, since logical replication's
+ * apply worker fires row triggers but not statement triggers.
+ *
  *-------------------------------------------------------------------------
  */
 #include "idempotency.h"
 
+#include "access/genam.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "commands/trigger.h"
 #include "common/hashfn.h"
+#include "compat.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 PG_FUNCTION_INFO_V1(idempotency_policies_changed);
 
@@ -51,6 +67,101 @@ scope_enforced(text *scope)
 	return (int) (h % 100) < ik_enforce_percent;
 }
 
+/*
+ * Whether idempotency.policies is known to have no rows, learned at the
+ * table's invalidation count policies_seen.
+ */
+static bool policies_known = false;
+static bool policies_empty;
+static uint64 policies_seen;
+
+static bool
+has_rows(Relation rel, Snapshot snapshot)
+{
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	TableScanDesc scan = table_beginscan(rel, snapshot, 0, NULL);
+	bool		found = table_scan_getnextslot(scan, ForwardScanDirection,
+											   slot);
+
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	return found;
+}
+
+/*
+ * Apply the policy row of a scope, if there is one, over *policy: each
+ * column that is not NULL overrides.  Returns whether there was one.
+ */
+static bool
+read_policy(text *scope, IkPolicy *policy)
+{
+	IkTable    *table = &ik_policies_table;
+	Relation	rel;
+	Relation	index;
+	Snapshot	snapshot;
+	ScanKeyData skey;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	bool		found;
+	bool		isnull;
+	Datum		d;
+
+	/* A change committed since this transaction's last look applies now. */
+	AcceptInvalidationMessages();
+	if (policies_known && policies_seen == table->invalidations &&
+		policies_empty)
+		return false;
+
+	rel = ik_table_open(table, AccessShareLock);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	if (!policies_known || policies_seen != table->invalidations)
+	{
+		uint64		seen = table->invalidations;
+
+		policies_empty = !has_rows(rel, snapshot);
+		/* an invalidation while we looked: look again next time */
+		policies_known = (seen == table->invalidations);
+		policies_seen = seen;
+	}
+	if (policies_empty)
+	{
+		UnregisterSnapshot(snapshot);
+		table_close(rel, NoLock);
+		return false;
+	}
+
+	index = index_open(table->lookup_index, AccessShareLock);
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], F_TEXTEQ,
+						   PointerGetDatum(scope));
+	slot = table_slot_create(rel, NULL);
+	scan = ik_index_beginscan(rel, index, snapshot, 1);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+	{
+		slot_getallattrs(slot);
+		d = ik_table_value(table, slot, IK_POLICIES_MODE, &isnull);
+		if (!isnull)
+			policy->mode = ik_mode_from_name(TextDatumGetCString(d));
+		d = ik_table_value(table, slot, IK_POLICIES_TTL, &isnull);
+		if (!isnull)
+			policy->ttl_ms = ik_interval_ms(DatumGetIntervalP(d));
+		d = ik_table_value(table, slot, IK_POLICIES_RETAIN, &isnull);
+		if (!isnull)
+			policy->retain_ms = ik_interval_ms(DatumGetIntervalP(d));
+		d = ik_table_value(table, slot, IK_POLICIES_CACHE_5XX, &isnull);
+		if (!isnull)
+			policy->cache_5xx = DatumGetBool(d);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, NoLock);
+	return found;
+}
+
 void
 ik_policy_for(text *scope, IkPolicy *policy)
 {
@@ -59,7 +170,7 @@ ik_policy_for(text *scope, IkPolicy *policy)
 	policy->retain_ms = (int64) ik_retain_s * 1000;
 	policy->cache_5xx = false;
 
-	if (!ik_store_policy(scope, policy) &&
+	if (!read_policy(scope, policy) &&
 		policy->mode == IK_MODE_ENFORCE && !scope_enforced(scope))
 		policy->mode = IK_MODE_SHADOW;
 
@@ -73,10 +184,10 @@ ik_policy_for(text *scope, IkPolicy *policy)
 }
 
 /*
- * Statement trigger on idempotency.policies.  Changing a table's rows does
- * not invalidate its relcache entry; this trigger does, so that the
- * backends' knowledge of the table (store.c) is refreshed once the change
- * commits, and at once in the changing transaction itself.
+ * Statement and row trigger on idempotency.policies.  Changing a table's
+ * rows does not invalidate its relcache entry; this trigger does, so that
+ * every backend forgets what it knew of the table once the change
+ * commits, and the changing transaction at once.
  */
 Datum
 idempotency_policies_changed(PG_FUNCTION_ARGS)

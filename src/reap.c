@@ -16,8 +16,6 @@
 #include "idempotency.h"
 
 #include "access/xact.h"
-#include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -25,61 +23,29 @@
 PG_FUNCTION_INFO_V1(idempotency_reap);
 
 /*
- * Delete up to limit rows whose retention ended by now, in the caller's
- * transaction.  Returns the number deleted.
+ * Delete up to limit rows whose retention ended by now, from *cursor on
+ * (store.c), in the caller's transaction.  Returns the number of rows the
+ * scan found, which is less than limit once none is left; *deleted is
+ * how many of them were deleted.
  */
-int64
-ik_reap_batch(int limit, TimestampTz now)
+int
+ik_reap_batch(int limit, TimestampTz now, TimestampTz *cursor, int64 *deleted)
 {
-	static SPIPlanPtr plan = NULL;
-	static const Oid argtypes[] = {TIMESTAMPTZOID, INT4OID};
-	Datum		args[2];
-	int			rc;
-	int64		deleted;
+	IkReapCandidate *candidates = palloc(sizeof(IkReapCandidate) * limit);
+	bool	   *gone;
+	int			n = ik_store_reap_scan(now, cursor, limit, candidates);
 
-	args[0] = TimestampTzGetDatum(now);
-	args[1] = Int32GetDatum(limit);
-
-	SPI_connect();
-	if (plan == NULL)
+	gone = palloc0(sizeof(bool) * Max(n, 1));
+	*deleted = ik_store_reap_delete(candidates, n, gone);
+	for (int i = 0; i < n; i++)
 	{
-		SPIPlanPtr	p = SPI_prepare("DELETE FROM idempotency.keys "
-									" WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
-									"       SELECT ctid FROM idempotency.keys "
-									"        WHERE retain_until OPERATOR(pg_catalog.<=) $1 "
-									"        ORDER BY retain_until LIMIT $2 "
-									"          FOR UPDATE SKIP LOCKED)) "
-									"RETURNING state OPERATOR(pg_catalog.=) 'completed', "
-									"          scope, key, recovery_point",
-									lengthof(argtypes), (Oid *) argtypes);
-
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare idempotency reap: %s",
-				 SPI_result_code_string(SPI_result));
-		plan = p;
+		if (gone[i] && !candidates[i].completed)
+			ik_report_abandoned(candidates[i].scope, candidates[i].key,
+								candidates[i].recovery_point);
 	}
-
-	rc = SPI_execute_plan(plan, args, NULL, false, 0);
-	if (rc != SPI_OK_DELETE_RETURNING)
-		elog(ERROR, "idempotency reap failed: %s", SPI_result_code_string(rc));
-	deleted = (int64) SPI_processed;
-
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tuple = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum		recovery_point;
-
-		if (DatumGetBool(SPI_getbinval(tuple, desc, 1, &isnull)))
-			continue;
-		recovery_point = SPI_getbinval(tuple, desc, 4, &isnull);
-		ik_report_abandoned(DatumGetTextPP(SPI_getbinval(tuple, desc, 2, &isnull)),
-							DatumGetTextPP(SPI_getbinval(tuple, desc, 3, &isnull)),
-							isnull ? NULL : DatumGetTextPP(recovery_point));
-	}
-	SPI_finish();
-	return deleted;
+	pfree(candidates);
+	pfree(gone);
+	return n;
 }
 
 /*
@@ -95,6 +61,8 @@ reap(FunctionCallInfo fcinfo)
 {
 	int32		max_rows;
 	int64		total = 0;
+	int64		scanned = 0;
+	TimestampTz cursor = DT_NOBEGIN;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 
 	ik_require_writable("idempotency.reap()");
@@ -107,13 +75,15 @@ reap(FunctionCallInfo fcinfo)
 				 errmsg("argument \"max_rows\" must be positive"),
 				 errdetail("It is %d.", max_rows)));
 
-	while (total < max_rows)
+	while (scanned < max_rows)
 	{
-		int			limit = (int) Min(ik_reaper_batch_size, max_rows - total);
-		int64		deleted = ik_reap_batch(limit, now);
+		int			limit = (int) Min(ik_reaper_batch_size, max_rows - scanned);
+		int64		deleted;
+		int			found = ik_reap_batch(limit, now, &cursor, &deleted);
 
+		scanned += found;
 		total += deleted;
-		if (deleted < limit)
+		if (found < limit)
 			break;
 		CHECK_FOR_INTERRUPTS();
 	}

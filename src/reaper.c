@@ -325,7 +325,9 @@ reap_round(bool *have_lock)
 	LOCKTAG		tag;
 	int64		deleted;
 	int64		total = 0;
+	int			found = 0;
 	bool		installed;
+	TimestampTz cursor = DT_NOBEGIN;
 
 	if (!*have_lock)
 	{
@@ -342,15 +344,16 @@ reap_round(bool *have_lock)
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		installed = OidIsValid(get_extension_oid("idempotency", true));
-		deleted = 0;
+		found = 0;
 		if (installed)
 		{
 			pgstat_report_activity(STATE_RUNNING,
 								   "deleting idempotency keys past retention");
-			deleted = ik_reap_batch(ik_reaper_batch_size,
-									GetCurrentTransactionStartTimestamp());
+			found = ik_reap_batch(ik_reaper_batch_size,
+								  GetCurrentTransactionStartTimestamp(),
+								  &cursor, &deleted);
 			total += deleted;
-			if (deleted < ik_reaper_batch_size)
+			if (found < ik_reaper_batch_size)
 				ik_count_reap(total);
 		}
 		PopActiveSnapshot();
@@ -361,7 +364,7 @@ reap_round(bool *have_lock)
 		if (!installed)
 			elog(DEBUG1, "idempotency reaper: extension not installed in this database");
 		CHECK_FOR_INTERRUPTS();
-	} while (deleted >= ik_reaper_batch_size);
+	} while (found >= ik_reaper_batch_size);
 }
 
 void

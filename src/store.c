@@ -1,700 +1,816 @@
 /*-------------------------------------------------------------------------
  *
  * store.c
- *	  Reading and writing rows of idempotency.keys.
+ *	  The one storage path of idempotency.keys.
  *
- * The hot path reads the primary key index and inserts heap and index
- * tuples directly, as PostgreSQL's catalog code does.  Measured on the
- * development machine, SPI's executor start-up per query cost more than
- * the charge insert the claim guards; direct access costs a few index
- * probes.  The price is that nothing here fires triggers or evaluates
- * CHECK constraints: the table is the extension's own, written only by
- * these functions, which validate every value first (validate.c).
+ * Every read and write of the keys table goes through this file, and it
+ * goes through the executor's own building blocks, as logical
+ * replication's apply worker does: a row is looked up by a scan of the
+ * unique index on (key, scope), inserted and updated with
+ * ExecSimpleRelationInsert() and ExecSimpleRelationUpdate(), so CHECK and
+ * NOT NULL constraints, every index (partial and expression indexes
+ * included), column defaults and AFTER row triggers behave as for any
+ * INSERT or UPDATE; AFTER triggers fire when each call ends, as at the end
+ * of a statement.  What the executor would rebuild per statement (index
+ * information, compiled constraints, defaults) is kept across
+ * transactions by tables.c; the EState itself is made per call, in the
+ * caller's memory, so that an error leaves nothing behind.
  *
- * Updates and deletes go through SPI: the rare overwrite of a row past
- * retention, and the steps of durable claims, whose flows wait on a
- * payment processor anyway.  SPI's row locking and re-checks after a
- * concurrent update are what make a lease token a fence: each statement
- * names the token it expects, so of two writers with different tokens at
- * most one finds the row.  The queries schema-qualify every name and
- * operator, so no search_path of a caller can redirect them.
+ * Rows are changed only once locked: ik_store_lock() locks the latest
+ * version of a row with an explicit wait policy, and hands it back re-read,
+ * so that the caller re-checks what it decided on (a lease token, a lease
+ * that lapsed) against the version it will change; that is what makes a
+ * lease token a fence.  Under REPEATABLE READ and SERIALIZABLE a row that
+ * changed after the transaction's snapshot is a serialization failure, as
+ * for any UPDATE.  The reaper instead deletes without waiting: a row that
+ * someone else is changing is skipped.
+ *
+ * Rows are checked when read: a row that breaks the table's invariants
+ * (an operator's hand edit, or a table from before its CHECK constraints
+ * were validated) is an IK503 naming the key, never a value used
+ * unchecked.  Errors of constraints raised while a row is written are
+ * reported without the row, since the functions run as the table's owner
+ * and PostgreSQL's "Failing row contains" would show the caller the
+ * stored fingerprint and response.
  *
  *-------------------------------------------------------------------------
  */
 #include "idempotency.h"
 
-#include "access/genam.h"
+#include "access/relation.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/index.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_type.h"
-#include "executor/spi.h"
-#include "executor/tuptable.h"
+#include "commands/trigger.h"
+#include "compat.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
-#include "utils/inval.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
-#include "utils/timestamp.h"
-
-/* Columns of idempotency.keys, in the order of its CREATE TABLE. */
-enum
-{
-	Anum_keys_scope = 1,
-	Anum_keys_key,
-	Anum_keys_fingerprint,
-	Anum_keys_state,
-	Anum_keys_response_status,
-	Anum_keys_response_headers,
-	Anum_keys_response_body,
-	Anum_keys_recovery_point,
-	Anum_keys_lease_token,
-	Anum_keys_lease_duration,
-	Anum_keys_lease_expires_at,
-	Anum_keys_created_at,
-	Anum_keys_expires_at,
-	Anum_keys_retain_until,
-	Natts_keys = Anum_keys_retain_until
-};
-
-/* Columns of idempotency.policies. */
-enum
-{
-	Anum_policies_scope = 1,
-	Anum_policies_mode,
-	Anum_policies_ttl,
-	Anum_policies_retain,
-	Anum_policies_cache_5xx,
-	Natts_policies = Anum_policies_cache_5xx
-};
 
 /*
- * The extension's tables, found by name once per backend and opened by
- * OID after that: the name lookup cost more than a probe of the index.
- * A relcache invalidation of a table (its drop among them) makes the next
- * open look it up by name again, so that a dropped and re-created
- * extension is found.
+ * Calls into this file do not nest: a DBA's trigger on the keys table that
+ * called the extension's functions would change the table under a write
+ * in progress.  store_subid is the subtransaction the outermost call
+ * started in, so that an error that unwinds it ends the call.
  */
-typedef struct IkTable
-{
-	const char *relname;
-	int			natts;
-	Oid			relid;
-} IkTable;
-
-static IkTable keys_table = {"keys", Natts_keys, InvalidOid};
-static IkTable policies_table = {"policies", Natts_policies, InvalidOid};
-
-/*
- * Whether idempotency.policies is known to have no rows, and a count of
- * its invalidations: the trigger idempotency.policies_changed() sends one
- * for every change, so that a committed change applies to the next claim.
- */
-static bool policies_known = false;
-static bool policies_empty;
-static uint64 policies_invalidations = 0;
+static bool store_busy = false;
+static SubTransactionId store_subid;
 
 static void
-forget_tables(Datum arg, Oid relid)
+store_enter(void)
 {
-	if (relid == InvalidOid || relid == keys_table.relid)
-		keys_table.relid = InvalidOid;
-	if (relid == InvalidOid || relid == policies_table.relid)
-	{
-		policies_table.relid = InvalidOid;
-		policies_known = false;
-		policies_invalidations++;
-	}
+	if (store_busy)
+		ereport(ERROR,
+				(errcode(ERRCODE_IK_TABLE_NEEDS_OPERATOR),
+				 errmsg("idempotency functions cannot run inside a write of idempotency.keys"),
+				 errdetail("A trigger on idempotency.keys called an idempotency function."),
+				 errhint("Drop or change the trigger.")));
+	store_busy = true;
+	store_subid = GetCurrentSubTransactionId();
+}
+
+static void
+store_leave(void)
+{
+	store_busy = false;
+}
+
+static void
+store_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		store_busy = false;
+}
+
+static void
+store_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && store_busy && mySubid <= store_subid)
+		store_busy = false;
 }
 
 void
 ik_store_register_callbacks(void)
 {
-	CacheRegisterRelcacheCallback(forget_tables, (Datum) 0);
+	ik_tables_register_callbacks();
+	RegisterXactCallback(store_xact_callback, NULL);
+	RegisterSubXactCallback(store_subxact_callback, NULL);
 }
 
-/*
- * Open one of the extension's tables, and check that it is the table this
- * file was written for.
- */
-static Relation
-open_table(IkTable *table, LOCKMODE lockmode)
+static text *
+text_value(TupleTableSlot *slot, int column, bool *isnull)
 {
-	Oid			relid = table->relid;
-	Relation	rel;
+	Datum		d = ik_table_value(&ik_keys_table, slot, column, isnull);
 
-	if (OidIsValid(relid))
-	{
-		/*
-		 * Taking the lock processes pending invalidations: if the table was
-		 * dropped, forget_tables() has run by the time it returns.
-		 */
-		LockRelationOid(relid, lockmode);
-		if (table->relid != relid)
-		{
-			UnlockRelationOid(relid, lockmode);
-			relid = InvalidOid;
-		}
-	}
-	if (!OidIsValid(relid))
-	{
-		relid = RangeVarGetRelid(makeRangeVar("idempotency",
-											  (char *) table->relname, -1),
-								 lockmode, false);
-		table->relid = relid;
-	}
-	rel = table_open(relid, NoLock);
-
-	if (RelationGetDescr(rel)->natts != table->natts ||
-		rel->rd_rel->relkind != RELKIND_RELATION)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table idempotency.%s does not have the layout this library expects",
-						table->relname),
-				 errhint("Update the extension with ALTER EXTENSION idempotency UPDATE.")));
-	return rel;
-}
-
-static Relation
-open_keys(LOCKMODE lockmode)
-{
-	return open_table(&keys_table, lockmode);
-}
-
-/*
- * Find the row of a table by its primary key, whose columns' values are
- * given in attr (indexed by attribute number - 1; the key columns are
- * text), with a fresh snapshot (see ik_store_lookup), into slot.  The
- * caller pops the snapshot, ends the scan and closes the index once done
- * with the slot; probe_done() does that.
- */
-typedef struct Probe
-{
-	Relation	index;
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
-} Probe;
-
-static bool
-probe(Relation rel, text **attr, bool latest, Probe *p)
-{
-	Oid			pkey = RelationGetPrimaryKeyIndex(rel);
-	ScanKeyData skey[INDEX_MAX_KEYS];
-	int			nkeys;
-
-	if (!OidIsValid(pkey))
-		elog(ERROR, "table \"%s\" has no primary key", RelationGetRelationName(rel));
-	p->index = index_open(pkey, AccessShareLock);
-	nkeys = IndexRelationGetNumberOfKeyAttributes(p->index);
-
-	PushCopiedSnapshot(latest ? GetLatestSnapshot() : GetTransactionSnapshot());
-	UpdateActiveSnapshotCommandId();
-
-	for (int i = 0; i < nkeys; i++)
-	{
-		AttrNumber	attnum = p->index->rd_index->indkey.values[i];
-
-		ScanKeyEntryInitialize(&skey[i], 0, i + 1, BTEqualStrategyNumber,
-							   InvalidOid, p->index->rd_indcollation[i],
-							   F_TEXTEQ, PointerGetDatum(attr[attnum - 1]));
-	}
-
-	p->slot = table_slot_create(rel, NULL);
-	p->scan = index_beginscan(rel, p->index, GetActiveSnapshot(), nkeys, 0);
-	index_rescan(p->scan, skey, nkeys, NULL, 0);
-	if (!index_getnext_slot(p->scan, ForwardScanDirection, p->slot))
-		return false;
-	slot_getallattrs(p->slot);
-	return true;
-}
-
-static void
-probe_done(Probe *p)
-{
-	index_endscan(p->scan);
-	ExecDropSingleTupleTableSlot(p->slot);
-	PopActiveSnapshot();
-	index_close(p->index, NoLock);
+	return *isnull ? NULL : DatumGetTextPP(d);
 }
 
 /* A nullable varlena column, detoasted and copied, or NULL for SQL NULL. */
 static struct varlena *
-copy_varlena(TupleTableSlot *slot, int attnum)
+copy_varlena(TupleTableSlot *slot, int column)
 {
 	bool		isnull;
-	Datum		d = slot_getattr(slot, attnum, &isnull);
+	Datum		d = ik_table_value(&ik_keys_table, slot, column, &isnull);
 
 	return isnull ? NULL : PG_DETOAST_DATUM_COPY(d);
 }
 
+static bool
+null_column(TupleTableSlot *slot, int column)
+{
+	bool		isnull;
+
+	(void) ik_table_value(&ik_keys_table, slot, column, &isnull);
+	return isnull;
+}
+
+static bool
+same_text(text *a, text *b)
+{
+	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
+		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
+}
+
 /*
- * Look up (scope, key) through the primary key.  The snapshot is a fresh
- * one, as a new statement would take: under READ COMMITTED it sees
- * transactions committed up to now, and under REPEATABLE READ it is the
- * transaction's.  With latest, it is a fresh snapshot whatever the
- * isolation level: that is how a claim learns of a row committed after
- * its transaction's snapshot was taken.
+ * Decode a row into *row, checking the table's invariants (the same as
+ * its CHECK constraints, which a table from before version 0.2.0 does not
+ * have).  Returns NULL, or what the row breaks.
+ */
+static const char *
+decode_row(TupleTableSlot *slot, IkRow *row)
+{
+	bool		isnull;
+	text	   *state;
+	Datum		d;
+
+	slot_getallattrs(slot);
+	memset(row, 0, sizeof(IkRow));
+	row->found = true;
+	row->tid = slot->tts_tid;
+	row->xmin = DatumGetTransactionId(slot_getsysattr(slot,
+													  MinTransactionIdAttributeNumber,
+													  &isnull));
+
+	state = text_value(slot, IK_KEYS_STATE, &isnull);
+	if (isnull)
+		return "its state is NULL";
+	if (VARSIZE_ANY_EXHDR(state) == 9 && memcmp(VARDATA_ANY(state), "completed", 9) == 0)
+		row->completed = true;
+	else if (!(VARSIZE_ANY_EXHDR(state) == 11 &&
+			   memcmp(VARDATA_ANY(state), "in_progress", 11) == 0))
+		return "its state is neither 'completed' nor 'in_progress'";
+
+	row->fingerprint = (bytea *) copy_varlena(slot, IK_KEYS_FINGERPRINT);
+	if (row->fingerprint == NULL)
+		return "its fingerprint is NULL";
+
+	if (row->completed)
+	{
+		d = ik_table_value(&ik_keys_table, slot, IK_KEYS_RESPONSE_STATUS, &isnull);
+		if (isnull)
+			return "it is completed without a response_status";
+		row->response.status = DatumGetInt32(d);
+		if (row->response.status < 100 || row->response.status > 599)
+			return "its response_status is not an HTTP status from 100 to 599";
+		if (!null_column(slot, IK_KEYS_LEASE_TOKEN) ||
+			!null_column(slot, IK_KEYS_LEASE_DURATION) ||
+			!null_column(slot, IK_KEYS_LEASE_EXPIRES_AT))
+			return "it is completed but has a lease";
+		row->response.headers = (Jsonb *) copy_varlena(slot, IK_KEYS_RESPONSE_HEADERS);
+		if (row->response.headers != NULL && !JB_ROOT_IS_OBJECT(row->response.headers))
+			return "its response_headers are not a JSON object";
+		row->response.body = (Jsonb *) copy_varlena(slot, IK_KEYS_RESPONSE_BODY);
+	}
+	else
+	{
+		if (!null_column(slot, IK_KEYS_RESPONSE_STATUS) ||
+			!null_column(slot, IK_KEYS_RESPONSE_HEADERS) ||
+			!null_column(slot, IK_KEYS_RESPONSE_BODY))
+			return "it is in progress but has a response";
+		d = ik_table_value(&ik_keys_table, slot, IK_KEYS_LEASE_TOKEN, &isnull);
+		if (isnull)
+			return "it is in progress without a lease_token";
+		row->lease_token = *DatumGetUUIDP(d);
+		d = ik_table_value(&ik_keys_table, slot, IK_KEYS_LEASE_DURATION, &isnull);
+		if (isnull)
+			return "it is in progress without a lease_duration";
+		row->lease_ms = ik_interval_ms(DatumGetIntervalP(d));
+		if (row->lease_ms <= 0)
+			return "its lease_duration is not positive";
+		d = ik_table_value(&ik_keys_table, slot, IK_KEYS_LEASE_EXPIRES_AT, &isnull);
+		if (isnull)
+			return "it is in progress without a lease_expires_at";
+		row->lease_expires_at = DatumGetTimestampTz(d);
+	}
+	row->recovery_point = (text *) copy_varlena(slot, IK_KEYS_RECOVERY_POINT);
+
+	d = ik_table_value(&ik_keys_table, slot, IK_KEYS_CREATED_AT, &isnull);
+	row->created_at = isnull ? 0 : DatumGetTimestampTz(d);
+	if (isnull)
+		return "its created_at is NULL";
+	d = ik_table_value(&ik_keys_table, slot, IK_KEYS_EXPIRES_AT, &isnull);
+	if (isnull)
+		return "its expires_at is NULL";
+	row->expires_at = DatumGetTimestampTz(d);
+	d = ik_table_value(&ik_keys_table, slot, IK_KEYS_RETAIN_UNTIL, &isnull);
+	if (isnull)
+		return "its retain_until is NULL";
+	row->retain_until = DatumGetTimestampTz(d);
+	if (row->created_at > row->expires_at || row->expires_at > row->retain_until)
+		return "its windows are not in order (created_at <= expires_at <= retain_until)";
+	return NULL;
+}
+
+static void
+raise_broken_row(text *scope, text *key, const char *problem)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_IK_TABLE_NEEDS_OPERATOR),
+			 errmsg("row of idempotency key \"%s\" in scope \"%s\" breaks the invariants of idempotency.keys",
+					text_to_cstring(key), text_to_cstring(scope)),
+			 errdetail("The row is unusable: %s.", problem),
+			 errhint("Correct or delete the row; the extension never writes such a row.")));
+}
+
+/*
+ * Scan keys for (scope, key) on the lookup index, in the index's column
+ * order, with its collations; the values must outlive the scan.
+ */
+static int
+lookup_scankeys(Relation index, text *scope, text *key, ScanKey skey)
+{
+	Datum		values[2] = {PointerGetDatum(scope), PointerGetDatum(key)};
+
+	for (int l = 0; l < ik_keys_table.nlookup; l++)
+	{
+		int			k = ik_keys_table.lookup_position[l];
+
+		ScanKeyEntryInitialize(&skey[k], 0, k + 1, BTEqualStrategyNumber,
+							   InvalidOid, index->rd_indcollation[k],
+							   F_TEXTEQ, values[l]);
+	}
+	return ik_keys_table.nlookup;
+}
+
+/*
+ * Look up (scope, key).  The snapshot is a fresh one, as a new statement
+ * would take: under READ COMMITTED it sees transactions committed up to
+ * now, and under REPEATABLE READ it is the transaction's.  With latest, it
+ * is a fresh snapshot whatever the isolation level: that is how a claim
+ * learns of a row committed after its transaction's snapshot was taken.
+ * Scope and key are compared byte by byte once the index has found the
+ * row, so that no collation could hand one scope another's row.
  */
 void
 ik_store_lookup(text *scope, text *key, bool latest, IkRow *row)
 {
-	Relation	rel = open_keys(AccessShareLock);
-	text	   *attr[Natts_keys] = {0};
-	Probe		p;
+	Relation	rel;
+	Relation	index;
+	ScanKeyData skey[2];
+	int			nkeys;
 	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	const char *problem = NULL;
 	bool		isnull;
 
-	attr[Anum_keys_scope - 1] = scope;
-	attr[Anum_keys_key - 1] = key;
+	store_enter();
+	rel = ik_table_open(&ik_keys_table, AccessShareLock);
+	index = index_open(ik_keys_table.lookup_index, AccessShareLock);
+	nkeys = lookup_scankeys(index, scope, key, skey);
+
+	PushCopiedSnapshot(latest ? GetLatestSnapshot() : GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	slot = table_slot_create(rel, NULL);
+	scan = ik_index_beginscan(rel, index, GetActiveSnapshot(), nkeys);
+	index_rescan(scan, skey, nkeys, NULL, 0);
+
 	memset(row, 0, sizeof(IkRow));
-	row->found = probe(rel, attr, latest, &p);
-	slot = p.slot;
-	if (row->found)
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
-		row->xmin = DatumGetTransactionId(slot_getsysattr(slot,
-														  MinTransactionIdAttributeNumber,
-														  &isnull));
-		row->fingerprint = (bytea *) copy_varlena(slot, Anum_keys_fingerprint);
-		row->completed = (strcmp(TextDatumGetCString(slot_getattr(slot, Anum_keys_state,
-																	&isnull)),
-								 "completed") == 0);
-		row->response.status = DatumGetInt32(slot_getattr(slot, Anum_keys_response_status,
-														  &row->status_isnull));
-		row->response.headers = (Jsonb *) copy_varlena(slot, Anum_keys_response_headers);
-		row->response.body = (Jsonb *) copy_varlena(slot, Anum_keys_response_body);
-		row->recovery_point = (text *) copy_varlena(slot, Anum_keys_recovery_point);
-		if (!row->completed)
-		{
-			row->lease_token = *DatumGetUUIDP(slot_getattr(slot, Anum_keys_lease_token,
-														   &isnull));
-			row->lease_ms = ik_interval_ms(DatumGetIntervalP(slot_getattr(slot,
-																		  Anum_keys_lease_duration,
-																		  &isnull)));
-			row->lease_expires_at = DatumGetTimestampTz(slot_getattr(slot,
-																	 Anum_keys_lease_expires_at,
-																	 &isnull));
-		}
-		row->created_at = DatumGetTimestampTz(slot_getattr(slot, Anum_keys_created_at,
-														   &isnull));
-		row->expires_at = DatumGetTimestampTz(slot_getattr(slot, Anum_keys_expires_at,
-														   &isnull));
-		row->retain_until = DatumGetTimestampTz(slot_getattr(slot, Anum_keys_retain_until,
-															 &isnull));
+		slot_getallattrs(slot);
+		if (!same_text(text_value(slot, IK_KEYS_SCOPE, &isnull), scope) ||
+			!same_text(text_value(slot, IK_KEYS_KEY, &isnull), key))
+			continue;
+		problem = decode_row(slot, row);
+		break;
 	}
-	probe_done(&p);
-	table_close(rel, NoLock);
-}
 
-/* Does the table have a row that a fresh snapshot sees? */
-static bool
-has_rows(Relation rel)
-{
-	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	TableScanDesc scan = table_beginscan(rel, snapshot, 0, NULL);
-	bool		found = table_scan_getnextslot(scan, ForwardScanDirection,
-											   slot);
-
-	table_endscan(scan);
+	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
-	UnregisterSnapshot(snapshot);
-	return found;
+	PopActiveSnapshot();
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	store_leave();
+	if (problem != NULL)
+		raise_broken_row(scope, key, problem);
 }
 
 /*
- * Apply the policy row of a scope, if there is one, over *policy: each
- * column that is not NULL overrides.  While the table is known to be empty
- * it is not read at all; a committed change makes it unknown again (see
- * policies_known), so that the change applies to the next claim.
+ * An executor state for one write, as the apply worker makes one: one
+ * result relation with the cached indexes and compiled constraints, and
+ * the AFTER trigger queue open, as for one statement.
  */
-bool
-ik_store_policy(text *scope, IkPolicy *policy)
+typedef struct Writer
 {
 	Relation	rel;
-	text	   *attr[Natts_policies] = {0};
-	Probe		p;
-	bool		found;
-	bool		isnull;
-	Datum		d;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	text	   *scope;			/* for messages */
+	text	   *key;
+} Writer;
 
-	/* A change committed since this transaction's last look applies now. */
-	AcceptInvalidationMessages();
-	if (policies_known && policies_empty)
-		return false;
+static void
+writer_begin(Writer *wr, text *scope, text *key)
+{
+	RangeTblEntry *rte;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	IkTable    *table = &ik_keys_table;
 
-	rel = open_table(&policies_table, AccessShareLock);
-	if (!policies_known)
+	store_enter();
+	wr->scope = scope;
+	wr->key = key;
+	wr->rel = ik_table_open(table, RowExclusiveLock);
+
+	wr->estate = estate = CreateExecutorState();
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(wr->rel);
+	rte->relkind = RELKIND_RELATION;
+	rte->rellockmode = RowExclusiveLock;
+	ik_init_range_table(estate, rte);
+
+	wr->rri = rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, wr->rel, 1, NULL, 0);
+	estate->es_opened_result_relations = list_make1(rri);
+	estate->es_output_cid = GetCurrentCommandId(true);
+	estate->es_snapshot = GetActiveSnapshot();
+
+	rri->ri_NumIndices = table->nindexes;
+	if (table->nindexes > 0)
 	{
-		uint64		invalidations = policies_invalidations;
-
-		policies_empty = !has_rows(rel);
-		/* an invalidation while we looked: look again next time */
-		policies_known = (invalidations == policies_invalidations);
-		if (policies_empty)
-		{
-			table_close(rel, NoLock);
-			return false;
-		}
+		rri->ri_IndexRelationDescs = palloc(sizeof(Relation) * table->nindexes);
+		rri->ri_IndexRelationInfo = table->index_info;
+		for (int i = 0; i < table->nindexes; i++)
+			rri->ri_IndexRelationDescs[i] = index_open(table->index_oids[i],
+													   RowExclusiveLock);
 	}
+	IK_RRI_CHECK_EXPRS(rri) = table->check_exprs;
 
-	attr[Anum_policies_scope - 1] = scope;
-	found = probe(rel, attr, false, &p);
+	AfterTriggerBeginQuery();
+}
 
-	if (found)
+
+/*
+ * Let go of a write's state; its AFTER triggers have fired.  As
+ * ExecCloseIndices() does, but the indexes stay locked until the
+ * transaction ends, as the table does: the lock would be taken again by
+ * the next write, which costs more than keeping it.
+ */
+static void
+writer_close(Writer *wr)
+{
+	for (int i = 0; i < wr->rri->ri_NumIndices; i++)
 	{
-		d = slot_getattr(p.slot, Anum_policies_mode, &isnull);
-		if (!isnull)
-			policy->mode = ik_mode_from_name(TextDatumGetCString(d));
-		d = slot_getattr(p.slot, Anum_policies_ttl, &isnull);
-		if (!isnull)
-			policy->ttl_ms = ik_interval_ms(DatumGetIntervalP(d));
-		d = slot_getattr(p.slot, Anum_policies_retain, &isnull);
-		if (!isnull)
-			policy->retain_ms = ik_interval_ms(DatumGetIntervalP(d));
-		d = slot_getattr(p.slot, Anum_policies_cache_5xx, &isnull);
-		if (!isnull)
-			policy->cache_5xx = DatumGetBool(d);
+		ik_index_insert_cleanup(wr->rri->ri_IndexRelationDescs[i],
+								wr->rri->ri_IndexRelationInfo[i]);
+		index_close(wr->rri->ri_IndexRelationDescs[i], NoLock);
 	}
-	probe_done(&p);
-	table_close(rel, NoLock);
-	return found;
+	ExecResetTupleTable(wr->estate->es_tupleTable, false);
+	FreeExecutorState(wr->estate);
+	table_close(wr->rel, NoLock);
+	store_leave();
+	CommandCounterIncrement();
 }
 
 /*
- * Add the index entries of a new heap tuple, as CatalogIndexInsert() does
- * for catalogs.  The extension's indexes are on plain columns; one that a
- * DBA adds on an expression or with a predicate would need an executor
- * state to evaluate, and is refused rather than silently left stale.
+ * Report a constraint's error without the row it shows: see the file
+ * header.  Other errors pass unchanged.
  */
 static void
-insert_index_entries(Relation rel, TupleTableSlot *slot)
+rethrow_without_row(Writer *wr, MemoryContext context)
 {
-	List	   *indexes = RelationGetIndexList(rel);
-	ListCell   *lc;
+	ErrorData  *edata;
 
-	foreach(lc, indexes)
-	{
-		Relation	index = index_open(lfirst_oid(lc), RowExclusiveLock);
-		IndexInfo  *info;
-		Datum		values[INDEX_MAX_KEYS];
-		bool		isnull[INDEX_MAX_KEYS];
-
-		if (!index->rd_index->indisready)
-		{
-			index_close(index, RowExclusiveLock);
-			continue;
-		}
-		info = BuildIndexInfo(index);
-		if (info->ii_Expressions != NIL || info->ii_Predicate != NIL ||
-			info->ii_ExclusionOps != NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("index \"%s\" on idempotency.keys is not supported",
-							RelationGetRelationName(index)),
-					 errdetail("The extension maintains plain column indexes only.")));
-
-		FormIndexDatum(info, slot, NULL, values, isnull);
-		index_insert(index, values, isnull, &slot->tts_tid, rel,
-					 index->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
-					 false, info);
-		index_close(index, NoLock);
-	}
-	list_free(indexes);
+	MemoryContextSwitchTo(context);
+	edata = CopyErrorData();
+	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION)
+		ReThrowError(edata);
+	FlushErrorState();
+	ereport(ERROR,
+			(errcode(edata->sqlerrcode),
+			 errmsg("idempotency key \"%s\" in scope \"%s\" could not be stored: it violates constraint \"%s\"%s%s",
+					text_to_cstring(wr->key), text_to_cstring(wr->scope),
+					edata->constraint_name ? edata->constraint_name : "(unnamed)",
+					edata->table_name ? " of table " : "",
+					edata->table_name ? edata->table_name : ""),
+			 errhint("A constraint or trigger on idempotency.keys refused the row; the transaction is rolled back."),
+			 edata->schema_name ?
+			 err_generic_string(PG_DIAG_SCHEMA_NAME, edata->schema_name) : 0,
+			 edata->table_name ?
+			 err_generic_string(PG_DIAG_TABLE_NAME, edata->table_name) : 0,
+			 edata->constraint_name ?
+			 err_generic_string(PG_DIAG_CONSTRAINT_NAME, edata->constraint_name) : 0));
 }
 
+typedef void (*WriteStep) (Writer *wr, const void *arg);
+
+/*
+ * Run one write of (scope, key) and fire the AFTER triggers it queued, as
+ * one statement would.  Afterwards the rest of the transaction sees it.
+ */
 static void
-insert_row(Datum *values, bool *nulls)
+run_write(text *scope, text *key, WriteStep step, const void *arg)
 {
-	Relation	rel = open_keys(RowExclusiveLock);
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	MemoryContext context = CurrentMemoryContext;
+	Writer		wr;
+
+	writer_begin(&wr, scope, key);
+	PG_TRY();
+	{
+		step(&wr, arg);
+		AfterTriggerEndQuery(wr.estate);
+	}
+	PG_CATCH();
+	{
+		rethrow_without_row(&wr, context);
+	}
+	PG_END_TRY();
+	writer_close(&wr);
+}
+
+#define SET_COLUMN(column, datum) \
+	(values[table->attnum[column] - 1] = (datum), \
+	 nulls[table->attnum[column] - 1] = false)
+#define NULL_COLUMN(column) \
+	(nulls[table->attnum[column] - 1] = true)
+
+/*
+ * The new version of a row, in a slot of the table's type: the library's
+ * columns from w, the DBA's extra columns from old (an update) or their
+ * defaults (an insert).
+ */
+static TupleTableSlot *
+row_slot(Writer *wr, const IkWrite *w, TupleTableSlot *old)
+{
+	IkTable    *table = &ik_keys_table;
+	TupleTableSlot *slot = table_slot_create(wr->rel, &wr->estate->es_tupleTable);
+	int			natts = slot->tts_tupleDescriptor->natts;
+	Datum	   *values = slot->tts_values;
+	bool	   *nulls = slot->tts_isnull;
 
 	ExecClearTuple(slot);
-	memcpy(slot->tts_values, values, sizeof(Datum) * Natts_keys);
-	memcpy(slot->tts_isnull, nulls, sizeof(bool) * Natts_keys);
-	ExecStoreVirtualTuple(slot);
-
-	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
-	insert_index_entries(rel, slot);
-
-	ExecDropSingleTupleTableSlot(slot);
-	table_close(rel, NoLock);
-}
-
-/*
- * Run one of this file's SQL statements, preparing and keeping its plan on
- * first use.  Returns the number of rows it touched.
- */
-static uint64
-run_statement(SPIPlanPtr *plan, const char *sql, int nargs,
-			  const Oid *argtypes, Datum *args, const char *nulls, int expect)
-{
-	int			rc;
-	uint64		processed;
-
-	SPI_connect();
-	if (*plan == NULL)
+	if (old != NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, (Oid *) argtypes);
-
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare idempotency statement: %s",
-				 SPI_result_code_string(SPI_result));
-		*plan = p;
-	}
-	rc = SPI_execute_plan(*plan, args, nulls, false, 0);
-	if (rc != expect)
-		elog(ERROR, "idempotency statement failed: %s",
-			 SPI_result_code_string(rc));
-	processed = SPI_processed;
-	SPI_finish();
-	return processed;
-}
-
-#define KEY_MATCHES \
-	" WHERE scope OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2 "
-#define LEASE_MATCHES \
-	KEY_MATCHES "AND state OPERATOR(pg_catalog.=) 'in_progress' " \
-	"AND lease_token OPERATOR(pg_catalog.=) $3"
-
-static Interval *
-ms_interval(int64 ms)
-{
-	Interval   *iv = palloc0(sizeof(Interval));
-
-	iv->time = ms * 1000;
-	return iv;
-}
-
-/*
- * Run a statement whose parameters $1 to $14 are a whole row of
- * idempotency.keys, in column order, and $15 the time now.
- */
-static uint64
-run_with_row(SPIPlanPtr *plan, const char *sql, Datum *values, bool *nulls,
-			 TimestampTz now, int expect)
-{
-	Datum		args[Natts_keys + 1];
-	char		argnulls[Natts_keys + 1];
-	Oid			argtypes[Natts_keys + 1];
-	Relation	rel = open_keys(AccessShareLock);
-	TupleDesc	desc = RelationGetDescr(rel);
-
-	for (int i = 0; i < Natts_keys; i++)
-	{
-		args[i] = values[i];
-		argnulls[i] = nulls[i] ? 'n' : ' ';
-		argtypes[i] = TupleDescAttr(desc, i)->atttypid;
-	}
-	table_close(rel, NoLock);
-	args[Natts_keys] = TimestampTzGetDatum(now);
-	argnulls[Natts_keys] = ' ';
-	argtypes[Natts_keys] = TIMESTAMPTZOID;
-
-	return run_statement(plan, sql, Natts_keys + 1, argtypes, args, argnulls,
-						 expect);
-}
-
-#define SET_ALL_COLUMNS(src) \
-	" SET fingerprint = " src "fingerprint, state = " src "state, " \
-	"     response_status = " src "response_status, " \
-	"     response_headers = " src "response_headers, " \
-	"     response_body = " src "response_body, " \
-	"     recovery_point = " src "recovery_point, " \
-	"     lease_token = " src "lease_token, " \
-	"     lease_duration = " src "lease_duration, " \
-	"     lease_expires_at = " src "lease_expires_at, " \
-	"     created_at = " src "created_at, expires_at = " src "expires_at, " \
-	"     retain_until = " src "retain_until "
-
-/* Overwrite a row past retention; false if the reaper deleted it first. */
-static bool
-replace_row(Datum *values, bool *nulls)
-{
-	static SPIPlanPtr plan = NULL;
-
-	return run_with_row(&plan,
-						"UPDATE idempotency.keys"
-						" SET fingerprint = $3, state = $4, response_status = $5, "
-						"     response_headers = $6, response_body = $7, "
-						"     recovery_point = $8, lease_token = $9, "
-						"     lease_duration = $10, lease_expires_at = $11, "
-						"     created_at = $12, expires_at = $13, retain_until = $14"
-						KEY_MATCHES
-						"AND retain_until OPERATOR(pg_catalog.<=) $15",
-						values, nulls, GetCurrentTransactionStartTimestamp(),
-						SPI_OK_UPDATE) > 0;
-}
-
-static void
-row_values(const IkWrite *w, Datum *values, bool *nulls)
-{
-	memset(nulls, true, sizeof(bool) * Natts_keys);
-#define SET_COLUMN(attnum, datum) \
-	(values[(attnum) - 1] = (datum), nulls[(attnum) - 1] = false)
-	SET_COLUMN(Anum_keys_scope, PointerGetDatum(w->scope));
-	SET_COLUMN(Anum_keys_key, PointerGetDatum(w->key));
-	SET_COLUMN(Anum_keys_fingerprint, PointerGetDatum(w->fingerprint));
-	SET_COLUMN(Anum_keys_created_at, TimestampTzGetDatum(w->created_at));
-	SET_COLUMN(Anum_keys_expires_at, TimestampTzGetDatum(w->expires_at));
-	SET_COLUMN(Anum_keys_retain_until, TimestampTzGetDatum(w->retain_until));
-	if (w->completed)
-	{
-		SET_COLUMN(Anum_keys_state, CStringGetTextDatum("completed"));
-		SET_COLUMN(Anum_keys_response_status, Int32GetDatum(w->response.status));
-		if (w->response.headers != NULL)
-			SET_COLUMN(Anum_keys_response_headers,
-					   PointerGetDatum(w->response.headers));
-		if (w->response.body != NULL)
-			SET_COLUMN(Anum_keys_response_body, PointerGetDatum(w->response.body));
+		slot_getallattrs(old);
+		memcpy(values, old->tts_values, sizeof(Datum) * natts);
+		memcpy(nulls, old->tts_isnull, sizeof(bool) * natts);
 	}
 	else
 	{
-		SET_COLUMN(Anum_keys_state, CStringGetTextDatum("in_progress"));
-		SET_COLUMN(Anum_keys_lease_token, UUIDPGetDatum(&w->lease_token));
-		SET_COLUMN(Anum_keys_lease_duration,
-				   IntervalPGetDatum(ms_interval(w->lease_ms)));
-		SET_COLUMN(Anum_keys_lease_expires_at,
+		ExprContext *econtext = GetPerTupleExprContext(wr->estate);
+
+		memset(nulls, true, sizeof(bool) * natts);
+		for (int i = 0; i < table->ndefaults; i++)
+		{
+			AttrNumber	attnum = table->default_attnums[i];
+
+			values[attnum - 1] = ExecEvalExpr(table->default_exprs[i], econtext,
+											  &nulls[attnum - 1]);
+		}
+	}
+
+	SET_COLUMN(IK_KEYS_SCOPE, PointerGetDatum(w->scope));
+	SET_COLUMN(IK_KEYS_KEY, PointerGetDatum(w->key));
+	SET_COLUMN(IK_KEYS_FINGERPRINT, PointerGetDatum(w->fingerprint));
+	SET_COLUMN(IK_KEYS_CREATED_AT, TimestampTzGetDatum(w->created_at));
+	SET_COLUMN(IK_KEYS_EXPIRES_AT, TimestampTzGetDatum(w->expires_at));
+	SET_COLUMN(IK_KEYS_RETAIN_UNTIL, TimestampTzGetDatum(w->retain_until));
+	if (w->recovery_point != NULL)
+		SET_COLUMN(IK_KEYS_RECOVERY_POINT, PointerGetDatum(w->recovery_point));
+	else
+		NULL_COLUMN(IK_KEYS_RECOVERY_POINT);
+	if (w->completed)
+	{
+		SET_COLUMN(IK_KEYS_STATE, CStringGetTextDatum("completed"));
+		SET_COLUMN(IK_KEYS_RESPONSE_STATUS, Int32GetDatum(w->response.status));
+		if (w->response.headers != NULL)
+			SET_COLUMN(IK_KEYS_RESPONSE_HEADERS,
+					   PointerGetDatum(w->response.headers));
+		else
+			NULL_COLUMN(IK_KEYS_RESPONSE_HEADERS);
+		if (w->response.body != NULL)
+			SET_COLUMN(IK_KEYS_RESPONSE_BODY, PointerGetDatum(w->response.body));
+		else
+			NULL_COLUMN(IK_KEYS_RESPONSE_BODY);
+		NULL_COLUMN(IK_KEYS_LEASE_TOKEN);
+		NULL_COLUMN(IK_KEYS_LEASE_DURATION);
+		NULL_COLUMN(IK_KEYS_LEASE_EXPIRES_AT);
+	}
+	else
+	{
+		Interval   *lease = palloc0(sizeof(Interval));
+
+		lease->time = w->lease_ms * 1000;
+		SET_COLUMN(IK_KEYS_STATE, CStringGetTextDatum("in_progress"));
+		NULL_COLUMN(IK_KEYS_RESPONSE_STATUS);
+		NULL_COLUMN(IK_KEYS_RESPONSE_HEADERS);
+		NULL_COLUMN(IK_KEYS_RESPONSE_BODY);
+		SET_COLUMN(IK_KEYS_LEASE_TOKEN, UUIDPGetDatum(&w->lease_token));
+		SET_COLUMN(IK_KEYS_LEASE_DURATION, IntervalPGetDatum(lease));
+		SET_COLUMN(IK_KEYS_LEASE_EXPIRES_AT,
 				   TimestampTzGetDatum(w->lease_expires_at));
 	}
+	ExecStoreVirtualTuple(slot);
+	return slot;
+}
+
 #undef SET_COLUMN
+#undef NULL_COLUMN
+
+static void
+insert_step(Writer *wr, const void *arg)
+{
+	ExecSimpleRelationInsert(wr->rri, wr->estate,
+							 row_slot(wr, (const IkWrite *) arg, NULL));
+}
+
+/* Insert a new row. */
+void
+ik_store_insert(const IkWrite *w)
+{
+	run_write(w->scope, w->key, insert_step, w);
+}
+
+/* The version of a row that the caller locked, in a slot of the writer. */
+static TupleTableSlot *
+locked_slot(Writer *wr, const IkRow *locked)
+{
+	TupleTableSlot *slot = table_slot_create(wr->rel, &wr->estate->es_tupleTable);
+
+	if (!table_tuple_fetch_row_version(wr->rel, (ItemPointer) &locked->tid,
+									   SnapshotAny, slot))
+		elog(ERROR, "locked row of idempotency.keys vanished");
+	return slot;
+}
+
+typedef struct Update
+{
+	const IkRow *locked;
+	const IkWrite *w;
+} Update;
+
+static void
+update_step(Writer *wr, const void *arg)
+{
+	const Update *u = (const Update *) arg;
+	TupleTableSlot *old = locked_slot(wr, u->locked);
+
+	ExecSimpleRelationUpdate(wr->rri, wr->estate, NULL, old,
+							 row_slot(wr, u->w, old));
 }
 
 /*
- * Write a completed response, or a durable claim in progress.  With
- * replace, the key still has a row past its retention that the reaper has
- * not yet deleted: overwrite it, or insert if the reaper got there first.
- * Afterwards the row is visible to the rest of the transaction, as after
- * any statement.
+ * Replace a row the caller locked with ik_store_lock() by the version w;
+ * the DBA's extra columns keep their values.
  */
 void
-ik_store_write(const IkWrite *w, bool replace)
+ik_store_update(text *scope, text *key, const IkRow *locked, const IkWrite *w)
 {
-	Datum		values[Natts_keys];
-	bool		nulls[Natts_keys];
+	Update		u = {locked, w};
 
-	row_values(w, values, nulls);
-	if (!replace || !replace_row(values, nulls))
-		insert_row(values, nulls);
-	CommandCounterIncrement();
+	run_write(scope, key, update_step, &u);
+}
+
+static void
+delete_step(Writer *wr, const void *arg)
+{
+	ExecSimpleRelationDelete(wr->rri, wr->estate, NULL,
+							 locked_slot(wr, (const IkRow *) arg));
+}
+
+/* Delete a row the caller locked with ik_store_lock(). */
+void
+ik_store_delete(text *scope, text *key, const IkRow *locked)
+{
+	run_write(scope, key, delete_step, locked);
+}
+
+/* Lock a row, as SELECT ... FOR UPDATE would, for ik_store_lock(). */
+typedef struct RowLock
+{
+	Relation	rel;
+	ItemPointerData tid;
+	TupleTableSlot *slot;
+	LockWaitPolicy policy;
+	TM_Result	result;
+	TM_FailureData tmfd;
+} RowLock;
+
+static void
+lock_row(void *arg)
+{
+	RowLock    *lock = (RowLock *) arg;
+	uint8		flags = IsolationUsesXactSnapshot() ? 0 :
+		TUPLE_LOCK_FLAG_FIND_LAST_VERSION;
+
+	lock->result = table_tuple_lock(lock->rel, &lock->tid, GetActiveSnapshot(),
+									lock->slot, GetCurrentCommandId(true),
+									LockTupleExclusive, lock->policy, flags,
+									&lock->tmfd);
+}
+
+static void
+raise_concurrent_update(text *scope, text *key)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not serialize access due to a concurrent change of idempotency key \"%s\"",
+					text_to_cstring(key)),
+			 errdetail("Another transaction changed key \"%s\" in scope \"%s\" after this transaction's snapshot was taken.",
+					   text_to_cstring(key), text_to_cstring(scope)),
+			 errhint("Retry the transaction.")));
 }
 
 /*
- * Record a response in shadow mode, which must never fail a request: the
- * first response of a key is kept, one past retention is overwritten, and
- * a concurrent writer of the same key is not an error.
+ * Lock the row *row was read from, for the rest of the transaction, and
+ * read its latest version into *row.  wait_ms is how long to wait for
+ * another transaction that holds it: 0 not at all, -1 as long as the
+ * session's lock_timeout and statement_timeout allow.  Under READ
+ * COMMITTED a row updated meanwhile is followed to its latest version,
+ * which the caller must re-check; under REPEATABLE READ it is a
+ * serialization failure.
  */
-void
-ik_store_record(const IkWrite *w, TimestampTz now)
+IkLockResult
+ik_store_lock(text *scope, text *key, IkRow *row, int wait_ms)
 {
-	static SPIPlanPtr plan = NULL;
-	Datum		values[Natts_keys];
-	bool		nulls[Natts_keys];
+	RowLock		lock;
+	const char *problem = NULL;
+	IkLockResult result = IK_ROW_LOCKED;
 
-	row_values(w, values, nulls);
-	(void) run_with_row(&plan,
-						"INSERT INTO idempotency.keys AS k "
-						"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
-						"ON CONFLICT (scope, key) DO UPDATE" SET_ALL_COLUMNS("excluded.")
-						"WHERE k.retain_until OPERATOR(pg_catalog.<=) $15",
-						values, nulls, now, SPI_OK_INSERT);
-	CommandCounterIncrement();
+	store_enter();
+	lock.rel = ik_table_open(&ik_keys_table, RowShareLock);
+	lock.tid = row->tid;
+	lock.slot = table_slot_create(lock.rel, NULL);
+	lock.policy = (wait_ms == 0) ? LockWaitSkip : LockWaitBlock;
+	if (wait_ms > 0)
+	{
+		/* uncontended first, then the bounded wait in a subtransaction */
+		lock.policy = LockWaitSkip;
+		lock_row(&lock);
+		if (lock.result == TM_WouldBlock)
+		{
+			lock.policy = LockWaitBlock;
+			if (!ik_within_lock_timeout(lock_row, &lock, wait_ms))
+				lock.result = TM_WouldBlock;
+		}
+	}
+	else
+		lock_row(&lock);
+
+	switch (lock.result)
+	{
+		case TM_Ok:
+			problem = decode_row(lock.slot, row);
+			break;
+		case TM_WouldBlock:
+			result = IK_ROW_BUSY;
+			break;
+		case TM_Updated:
+		case TM_Deleted:
+			if (IsolationUsesXactSnapshot())
+				raise_concurrent_update(scope, key);
+			result = IK_ROW_GONE;
+			break;
+		default:
+			elog(ERROR, "unexpected result %d locking a row of idempotency.keys",
+				 (int) lock.result);
+	}
+	ExecDropSingleTupleTableSlot(lock.slot);
+	table_close(lock.rel, NoLock);
+	store_leave();
+	if (problem != NULL)
+		raise_broken_row(scope, key, problem);
+	return result;
 }
 
-/* Hand a lapsed durable claim to a new holder; false if it moved on. */
-bool
-ik_store_resume(text *scope, text *key, const pg_uuid_t *old_token,
-				const pg_uuid_t *new_token, int64 lease_ms,
-				TimestampTz lease_expires_at)
+/*
+ * The reaper's scan: up to limit rows whose retention ended by now, in
+ * order of retain_until from *cursor on, that no live lease holds; *cursor
+ * moves past what was seen, so that a batch does not walk again the index
+ * entries of the rows the batches before it deleted (they stay in the
+ * index while an old snapshot holds back the horizon).  Rows that break
+ * the invariants are skipped here: they are reported when claimed.
+ */
+int
+ik_store_reap_scan(TimestampTz now, TimestampTz *cursor, int limit,
+				   IkReapCandidate *candidates)
 {
-	static SPIPlanPtr plan = NULL;
-	static const Oid argtypes[] = {
-		TEXTOID, TEXTOID, UUIDOID, UUIDOID, INTERVALOID, TIMESTAMPTZOID
-	};
-	Datum		args[] = {
-		PointerGetDatum(scope), PointerGetDatum(key),
-		UUIDPGetDatum(old_token), UUIDPGetDatum(new_token),
-		IntervalPGetDatum(ms_interval(lease_ms)),
-		TimestampTzGetDatum(lease_expires_at)
-	};
+	Relation	rel;
+	Relation	index = NULL;
+	IndexScanDesc iscan = NULL;
+	TableScanDesc hscan = NULL;
+	TupleTableSlot *slot;
+	Snapshot	snapshot;
+	ScanKeyData skey[2];
+	TimestampTz wall = GetCurrentTimestamp();
+	int			n = 0;
 
-	return run_statement(&plan,
-						 "UPDATE idempotency.keys "
-						 "   SET lease_token = $4, lease_duration = $5, "
-						 "       lease_expires_at = $6"
-						 LEASE_MATCHES,
-						 lengthof(argtypes), argtypes, args, NULL,
-						 SPI_OK_UPDATE) > 0;
+	store_enter();
+	rel = ik_table_open(&ik_keys_table, AccessShareLock);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	slot = table_slot_create(rel, NULL);
+	if (OidIsValid(ik_keys_table.order_index))
+	{
+		index = index_open(ik_keys_table.order_index, AccessShareLock);
+		ScanKeyInit(&skey[0], 1, BTGreaterEqualStrategyNumber,
+					F_TIMESTAMPTZ_GE, TimestampTzGetDatum(*cursor));
+		ScanKeyInit(&skey[1], 1, BTLessEqualStrategyNumber,
+					F_TIMESTAMPTZ_LE, TimestampTzGetDatum(now));
+		iscan = ik_index_beginscan(rel, index, snapshot, 2);
+		index_rescan(iscan, skey, 2, NULL, 0);
+	}
+	else
+		hscan = table_beginscan(rel, snapshot, 0, NULL);
+
+	while (n < limit &&
+		   (iscan ? index_getnext_slot(iscan, ForwardScanDirection, slot)
+			: table_scan_getnextslot(hscan, ForwardScanDirection, slot)))
+	{
+		IkRow		row;
+		bool		isnull;
+		IkReapCandidate *c;
+
+		if (decode_row(slot, &row) != NULL || row.retain_until > now)
+			continue;
+		if (iscan)
+			*cursor = row.retain_until;
+		if (!row.completed && row.lease_expires_at > wall)
+			continue;
+		c = &candidates[n++];
+		c->tid = row.tid;
+		c->retain_until = row.retain_until;
+		c->completed = row.completed;
+		c->scope = DatumGetTextPCopy(ik_table_value(&ik_keys_table, slot,
+													IK_KEYS_SCOPE, &isnull));
+		c->key = DatumGetTextPCopy(ik_table_value(&ik_keys_table, slot,
+												  IK_KEYS_KEY, &isnull));
+		c->keyhash = ik_key_hash(c->scope, c->key);
+		c->recovery_point = row.recovery_point;
+	}
+
+	if (iscan)
+	{
+		index_endscan(iscan);
+		index_close(index, NoLock);
+	}
+	else
+		table_endscan(hscan);
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, NoLock);
+	store_leave();
+	return n;
 }
 
-/* Record progress and renew the lease; false unless the token holds it. */
-bool
-ik_store_checkpoint(text *scope, text *key, const pg_uuid_t *token,
-					text *recovery_point, TimestampTz now)
+/*
+ * Delete the candidates, without waiting for a row that another
+ * transaction is changing (it is skipped: deleted[i] stays false), with
+ * the delete triggers fired (foreign keys that reference the table among
+ * them).  Returns the number deleted.  An error of a trigger, such as a
+ * foreign key violation, aborts the whole call: reap.c contains it.
+ */
+int
+ik_store_reap_delete(IkReapCandidate *candidates, int n, bool *deleted)
 {
-	static SPIPlanPtr plan = NULL;
-	static const Oid argtypes[] = {
-		TEXTOID, TEXTOID, UUIDOID, TEXTOID, TIMESTAMPTZOID
-	};
-	Datum		args[] = {
-		PointerGetDatum(scope), PointerGetDatum(key), UUIDPGetDatum(token),
-		PointerGetDatum(recovery_point), TimestampTzGetDatum(now)
-	};
+	Writer		wr;
+	int			count = 0;
 
-	return run_statement(&plan,
-						 "UPDATE idempotency.keys "
-						 "   SET recovery_point = $4, "
-						 "       lease_expires_at = $5 OPERATOR(pg_catalog.+) lease_duration"
-						 LEASE_MATCHES,
-						 lengthof(argtypes), argtypes, args, NULL,
-						 SPI_OK_UPDATE) > 0;
-}
+	writer_begin(&wr, NULL, NULL);
+	CheckCmdReplicaIdentity(wr.rel, CMD_DELETE);
+	for (int i = 0; i < n; i++)
+	{
+		TM_FailureData tmfd;
+		TM_Result	result;
 
-/* Store the response of a durable claim; false unless the token holds it. */
-bool
-ik_store_finish(text *scope, text *key, const pg_uuid_t *token,
-				const IkResponse *response)
-{
-	static SPIPlanPtr plan = NULL;
-	static const Oid argtypes[] = {
-		TEXTOID, TEXTOID, UUIDOID, INT4OID, JSONBOID, JSONBOID
-	};
-	Datum		args[] = {
-		PointerGetDatum(scope), PointerGetDatum(key), UUIDPGetDatum(token),
-		Int32GetDatum(response->status), PointerGetDatum(response->headers),
-		PointerGetDatum(response->body)
-	};
-	char		nulls[] = {
-		' ', ' ', ' ', ' ', response->headers ? ' ' : 'n',
-		response->body ? ' ' : 'n'
-	};
-
-	return run_statement(&plan,
-						 "UPDATE idempotency.keys "
-						 "   SET state = 'completed', response_status = $4, "
-						 "       response_headers = $5, response_body = $6, "
-						 "       lease_token = NULL, lease_duration = NULL, "
-						 "       lease_expires_at = NULL"
-						 LEASE_MATCHES,
-						 lengthof(argtypes), argtypes, args, nulls,
-						 SPI_OK_UPDATE) > 0;
-}
-
-/* Delete a durable claim; false unless the token holds it. */
-bool
-ik_store_forget(text *scope, text *key, const pg_uuid_t *token)
-{
-	static SPIPlanPtr plan = NULL;
-	static const Oid argtypes[] = {TEXTOID, TEXTOID, UUIDOID};
-	Datum		args[] = {
-		PointerGetDatum(scope), PointerGetDatum(key), UUIDPGetDatum(token)
-	};
-
-	return run_statement(&plan,
-						 "DELETE FROM idempotency.keys" LEASE_MATCHES,
-						 lengthof(argtypes), argtypes, args, NULL,
-						 SPI_OK_DELETE) > 0;
+		result = table_tuple_delete(wr.rel, &candidates[i].tid,
+									wr.estate->es_output_cid,
+									wr.estate->es_snapshot, InvalidSnapshot,
+									false, &tmfd, false);
+		deleted[i] = (result == TM_Ok);
+		if (!deleted[i])
+			continue;
+		ExecARDeleteTriggers(wr.estate, wr.rri, &candidates[i].tid, NULL,
+							 NULL, false);
+		count++;
+	}
+	AfterTriggerEndQuery(wr.estate);
+	writer_close(&wr);
+	return count;
 }

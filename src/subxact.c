@@ -12,7 +12,10 @@
  */
 #include "idempotency.h"
 
+#include <stdio.h>
+
 #include "access/xact.h"
+#include "utils/guc.h"
 #include "utils/resowner.h"
 
 /*
@@ -47,4 +50,48 @@ ik_try(void (*step) (void *arg), void *arg)
 	MemoryContextSwitchTo(oldcontext);
 	CurrentResourceOwner = oldowner;
 	return edata;
+}
+
+typedef struct TimedStep
+{
+	void		(*step) (void *arg);
+	void	   *arg;
+	int			wait_ms;
+} TimedStep;
+
+static void
+run_with_lock_timeout(void *arg)
+{
+	TimedStep  *timed = (TimedStep *) arg;
+	char		timeout[32];
+	int			nestlevel = NewGUCNestLevel();
+
+	snprintf(timeout, sizeof(timeout), "%d", timed->wait_ms);
+	(void) set_config_option("lock_timeout", timeout,
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	timed->step(timed->arg);
+	AtEOXact_GUC(true, nestlevel);
+}
+
+/*
+ * Run step(arg), whose lock waits are ordinary heavyweight lock waits,
+ * with lock_timeout set to wait_ms for it alone, in a subtransaction so
+ * that the timeout's error can be caught.  Returns false if a wait timed
+ * out; on success the subtransaction hands what step acquired, locks
+ * included, to its parent.  Any other error (cancel, statement timeout,
+ * deadlock) propagates unchanged.
+ */
+bool
+ik_within_lock_timeout(void (*step) (void *arg), void *arg, int wait_ms)
+{
+	TimedStep	timed = {step, arg, wait_ms};
+	ErrorData  *edata = ik_try(run_with_lock_timeout, &timed);
+
+	if (edata == NULL)
+		return true;
+	if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+		ReThrowError(edata);
+	FreeErrorData(edata);
+	return false;
 }

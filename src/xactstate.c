@@ -60,7 +60,8 @@ ik_claim_find(text *scope, text *key)
  */
 IkClaim *
 ik_claim_open(text *scope, text *key, bytea *fingerprint,
-			  TimestampTz created_at, const IkPolicy *policy, bool replace)
+			  TimestampTz created_at, const IkPolicy *policy, bool replace,
+			  bool holds_lock)
 {
 	MemoryContext oldcontext = MemoryContextSwitchTo(TopTransactionContext);
 	IkClaim    *claim = palloc0(sizeof(IkClaim));
@@ -71,6 +72,7 @@ ik_claim_open(text *scope, text *key, bytea *fingerprint,
 	claim->created_at = created_at;
 	claim->policy = *policy;
 	claim->replace = replace;
+	claim->holds_lock = holds_lock;
 	claim->opened_subid = GetCurrentSubTransactionId();
 	claim->closed_subid = InvalidSubTransactionId;
 	claims = lappend(claims, claim);

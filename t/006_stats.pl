@@ -69,7 +69,8 @@ $node->safe_psql('postgres', q{
 	       now() - interval '9 days', now() - interval '8 days', now() - interval '1 day'
 	  FROM generate_series(1, 40) g;
 	UPDATE idempotency.keys SET retain_until = now() - interval '1 day',
-	       expires_at = now() - interval '2 days', created_at = now() - interval '3 days'
+	       expires_at = now() - interval '2 days', created_at = now() - interval '3 days',
+	       lease_expires_at = now() - interval '2 days'
 	 WHERE key = 'durable';});
 ok($node->poll_query_until('postgres', q{
 	SELECT reaped_rows = 41 AND abandoned_claims = 1 AND reaper_runs > 0

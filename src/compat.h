@@ -1,0 +1,97 @@
+/*-------------------------------------------------------------------------
+ *
+ * compat.h
+ *	  The few PostgreSQL calls whose shape differs between the supported
+ *	  major versions (15 and 18), each behind one small guard.
+ *
+ * Everything else in the extension is written against the API common to
+ * both; a new major version should only ever need this file to change.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef IDEMPOTENCY_COMPAT_H
+#define IDEMPOTENCY_COMPAT_H
+
+#include "access/genam.h"
+#include "executor/executor.h"
+#include "nodes/execnodes.h"
+#include "nodes/parsenodes.h"
+#if PG_VERSION_NUM >= 160000
+#include "parser/parse_relation.h"
+#endif
+#if PG_VERSION_NUM >= 180000
+#include "rewrite/rewriteHandler.h"
+#endif
+
+#if PG_VERSION_NUM < 150000
+#error "idempotency needs PostgreSQL 15 or later"
+#endif
+
+/* 18 added an instrumentation argument to index_beginscan() */
+#if PG_VERSION_NUM >= 180000
+#define ik_index_beginscan(heap, index, snapshot, nkeys) \
+	index_beginscan((heap), (index), (snapshot), NULL, (nkeys), 0)
+#else
+#define ik_index_beginscan(heap, index, snapshot, nkeys) \
+	index_beginscan((heap), (index), (snapshot), (nkeys), 0)
+#endif
+
+/* 17 lets an index AM release what it kept across inserts (BRIN does). */
+#if PG_VERSION_NUM >= 170000
+#define ik_index_insert_cleanup(index, info) index_insert_cleanup((index), (info))
+#else
+#define ik_index_insert_cleanup(index, info) ((void) 0)
+#endif
+
+/* The compiled CHECK constraints of a result relation: renamed in 18. */
+#if PG_VERSION_NUM >= 180000
+#define IK_RRI_CHECK_EXPRS(rri) ((rri)->ri_CheckConstraintExprs)
+#else
+#define IK_RRI_CHECK_EXPRS(rri) ((rri)->ri_ConstraintExprs)
+#endif
+
+/*
+ * A one-relation range table for an EState, as the logical replication
+ * apply worker builds one: 16 added permission infos, 18 the set of
+ * relations that partition pruning keeps.
+ */
+static inline void
+ik_init_range_table(EState *estate, RangeTblEntry *rte)
+{
+#if PG_VERSION_NUM >= 160000
+	List	   *perminfos = NIL;
+
+	addRTEPermissionInfo(&perminfos, rte);
+#endif
+#if PG_VERSION_NUM >= 180000
+	ExecInitRangeTable(estate, list_make1(rte), perminfos,
+					   bms_make_singleton(1));
+#elif PG_VERSION_NUM >= 160000
+	ExecInitRangeTable(estate, list_make1(rte), perminfos);
+#else
+	ExecInitRangeTable(estate, list_make1(rte));
+#endif
+}
+
+/*
+ * The expression of a CHECK constraint as the executor evaluates it, or
+ * NULL for one it does not enforce (18 has NOT ENFORCED constraints and
+ * virtual generated columns, which a constraint's expression may name).
+ */
+static inline Expr *
+ik_check_constraint_expr(Relation rel, const ConstrCheck *check)
+{
+	Expr	   *expr;
+
+#if PG_VERSION_NUM >= 180000
+	if (!check->ccenforced)
+		return NULL;
+	expr = stringToNode(check->ccbin);
+	return (Expr *) expand_generated_columns_in_expr((Node *) expr, rel, 1);
+#else
+	expr = stringToNode(check->ccbin);
+	return expr;
+#endif
+}
+
+#endif							/* IDEMPOTENCY_COMPAT_H */

@@ -1,0 +1,41 @@
+/*-------------------------------------------------------------------------
+ *
+ * truncate_guard.c
+ *	  Refusing a TRUNCATE of idempotency.keys that nobody meant.
+ *
+ * TRUNCATE of the keys removes the memory of every request, so each
+ * retry in flight would be charged again.  A BEFORE TRUNCATE trigger,
+ * set ENABLE ALWAYS so that session_replication_role does not switch it
+ * off, refuses it unless a superuser set idempotency.allow_truncate in
+ * the session.  Calling the trigger loads the library, so the guard holds
+ * in sessions that never loaded it, and a placeholder for the setting
+ * made by anyone but a superuser is discarded when the library loads.  It
+ * stops accidents, not superusers; DROP EXTENSION is not guarded.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "idempotency.h"
+
+#include "commands/trigger.h"
+#include "utils/rel.h"
+
+PG_FUNCTION_INFO_V1(idempotency_keys_truncate_guard);
+
+Datum
+idempotency_keys_truncate_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("idempotency.keys_truncate_guard() must be called as a TRUNCATE trigger")));
+	if (!ik_allow_truncate)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("TRUNCATE of %s is refused", RelationGetRelationName(trigdata->tg_relation)),
+				 errdetail("It would delete every idempotency key, so every retry of a request already charged would be charged again."),
+				 errhint("Delete rows past retention with idempotency.reap(). To truncate anyway, a superuser runs SET idempotency.allow_truncate = on in the session first.")));
+	return PointerGetDatum(NULL);
+}
