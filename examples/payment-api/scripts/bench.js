@@ -7,8 +7,9 @@
 // the ratio is the median of the per-round ratios.  A third case replays completed
 // keys.  Each request is POST /v1/charges (authorize and capture at the processor)
 // with a new Idempotency-Key, over keep-alive connections.
-//   BENCH_API_ROUNDS (5), BENCH_API_SECONDS (5), BENCH_API_CLIENTS (16),
-//   BENCH_API_PROCESSOR_LATENCY_MS (0), BENCH_API_RESULTS (bench-results)
+//   BENCH_API_ROUNDS (5), BENCH_API_SECONDS (5), BENCH_API_CLIENTS ("1 16": a run of
+//   rounds per number of clients), BENCH_API_PROCESSOR_LATENCY_MS (0),
+//   BENCH_API_RESULTS (bench-results)
 
 const fs = require('node:fs');
 const http = require('node:http');
@@ -23,7 +24,7 @@ const { encode } = require('../test/lib/http');
 const env = (name, fallback) => Number(process.env[name] || fallback);
 const ROUNDS = env('BENCH_API_ROUNDS', 5);
 const SECONDS = env('BENCH_API_SECONDS', 5);
-const CLIENTS = env('BENCH_API_CLIENTS', 16);
+const CLIENT_COUNTS = String(process.env.BENCH_API_CLIENTS || '1 16').trim().split(/\s+/).map(Number);
 const LATENCY = String(process.env.BENCH_API_PROCESSOR_LATENCY_MS || '0');
 const RESULTS = path.resolve(__dirname, '..', process.env.BENCH_API_RESULTS || 'bench-results');
 
@@ -46,16 +47,16 @@ function post(agent, port, apiKey, key, body) {
   });
 }
 
-// One round: CLIENTS loops for SECONDS, each sending a request as soon as the last
-// one is answered.  keyFor(i) names the key of the i-th request of a loop.
-async function round({ port, apiKey, keyFor }) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: CLIENTS });
+// One round: `clients` loops for SECONDS, each sending a request as soon as the last
+// one is answered.  keyFor(client, i) names the key of a loop's i-th request.
+async function round({ port, apiKey, keyFor, clients }) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
   const body = encode({ amount: 1000, currency: 'usd', source: 'tok_visa', description: 'bench' }).toString();
   const latencies = [];
   let failures = 0;
   const started = process.hrtime.bigint();
   const end = Date.now() + SECONDS * 1000;
-  await Promise.all(Array.from({ length: CLIENTS }, async (_, client) => {
+  await Promise.all(Array.from({ length: clients }, async (_, client) => {
     for (let i = 0; Date.now() < end; i += 1) {
       const t0 = process.hrtime.bigint();
       const status = await post(agent, port, apiKey, keyFor(client, i), body);
@@ -89,85 +90,90 @@ async function main() {
       enforce: { port: stack.api.port, prefix: 'enf' },
       off: { port: off.port, prefix: 'off' },
     };
-    const rounds = [];
+    const results = [];
     let run = 0;
-    const measure = async (name, keyFor) => {
-      const result = await round({ port: cases[name].port, apiKey, keyFor });
-      if (result.failures) throw new Error(`${name}: ${result.failures} requests failed`);
-      return result;
-    };
-    console.log(`bench-api: ${ROUNDS} rounds of ${SECONDS} s per case, ${CLIENTS} clients, processor latency ${LATENCY} ms`);
-    // A warm-up round of each, not counted: connections, plans and caches.
-    for (const name of ['enforce', 'off']) {
-      run += 1;
-      const r = run;
-      await measure(name, (c, i) => `warm-${name}-${r}-${c}-${i}`);
-    }
-    for (let n = 1; n <= ROUNDS; n += 1) {
-      const order = n % 2 ? ['enforce', 'off'] : ['off', 'enforce'];
-      const entry = { round: n };
-      for (const name of order) {
+    for (const clients of CLIENT_COUNTS) {
+      const measure = async (name, keyFor) => {
+        const result = await round({ port: cases[name].port, apiKey, keyFor, clients });
+        if (result.failures) throw new Error(`${name}: ${result.failures} requests failed`);
+        return result;
+      };
+      console.log(`bench-api: ${clients} clients, ${ROUNDS} rounds of ${SECONDS} s per case, processor latency ${LATENCY} ms`);
+      // A warm-up round of each, not counted: connections, plans and caches.
+      for (const name of ['enforce', 'off']) {
         run += 1;
         const r = run;
-        entry[name] = await measure(name, (c, i) => `${cases[name].prefix}-${r}-${c}-${i}`);
+        await measure(name, (c, i) => `warm-${name}-${r}-${c}-${i}`);
       }
-      // Replays: keys completed in this round's enforce run, sent again.
-      const done = entry.enforce.requests;
-      const enforceRun = order[0] === 'enforce' ? run - 1 : run;
-      entry.replay = await measure('enforce', (c, i) => `enf-${enforceRun}-${c}-${i % Math.max(1, Math.floor(done / CLIENTS))}`);
-      rounds.push(entry);
-      console.log(`round ${n}: enforce ${entry.enforce.rps.toFixed(0)} req/s, off ${entry.off.rps.toFixed(0)} req/s, `
-        + `replay ${entry.replay.rps.toFixed(0)} req/s`);
-    }
-    const summary = {};
-    for (const name of ['enforce', 'off', 'replay']) {
-      summary[name] = {
-        rps: median(rounds.map((r) => r[name].rps)),
-        p50: median(rounds.map((r) => r[name].p50)),
-        p99: median(rounds.map((r) => r[name].p99)),
-        ratio_rps: median(rounds.map((r) => r[name].rps / r.off.rps)),
-        ratio_p50: median(rounds.map((r) => r[name].p50 / r.off.p50)),
-        ratio_p99: median(rounds.map((r) => r[name].p99 / r.off.p99)),
-      };
+      const rounds = [];
+      for (let n = 1; n <= ROUNDS; n += 1) {
+        const order = n % 2 ? ['enforce', 'off'] : ['off', 'enforce'];
+        const entry = { round: n };
+        for (const name of order) {
+          run += 1;
+          const r = run;
+          entry[name] = await measure(name, (c, i) => `${cases[name].prefix}-${r}-${c}-${i}`);
+          entry[name].run = r;
+        }
+        // Replays: the keys completed by this round's enforce run, sent again.
+        const perClient = Math.max(1, Math.floor(entry.enforce.requests / clients));
+        entry.replay = await measure('enforce', (c, i) => `enf-${entry.enforce.run}-${c}-${i % perClient}`);
+        rounds.push(entry);
+        console.log(`  round ${n}: enforce ${entry.enforce.rps.toFixed(0)} req/s, off ${entry.off.rps.toFixed(0)} req/s, `
+          + `replay ${entry.replay.rps.toFixed(0)} req/s`);
+      }
+      const summary = {};
+      for (const name of ['enforce', 'off', 'replay']) {
+        summary[name] = {
+          rps: median(rounds.map((r) => r[name].rps)),
+          p50: median(rounds.map((r) => r[name].p50)),
+          p99: median(rounds.map((r) => r[name].p99)),
+          ratio_rps: median(rounds.map((r) => r[name].rps / r.off.rps)),
+          ratio_p50: median(rounds.map((r) => r[name].p50 / r.off.p50)),
+          ratio_p99: median(rounds.map((r) => r[name].p99 / r.off.p99)),
+        };
+      }
+      results.push({ clients, rounds, summary });
     }
     const [{ n: charges }] = (await stack.admin.query('SELECT count(*)::int AS n FROM charges')).rows;
     const [{ n: keys }] = (await stack.admin.query('SELECT count(*)::int AS n FROM idempotency.keys')).rows;
     const version = (await stack.admin.query('SHOW server_version')).rows[0].server_version;
-    write(summary, rounds, { charges, keys, version });
+    write(results, { charges, keys, version });
   } finally {
     await stack.close();
   }
 }
 
-function write(summary, rounds, facts) {
+function write(results, facts) {
   fs.mkdirSync(RESULTS, { recursive: true });
   const cpu = os.cpus()[0].model;
   const lines = [
     '# make bench-api',
     '',
     `${new Date().toISOString()}: ${os.cpus().length} CPUs (${cpu}), Node.js ${process.versions.node}, `
-      + `PostgreSQL ${facts.version}, ${ROUNDS} interleaved rounds of ${SECONDS} s per case, ${CLIENTS} clients `
-      + `(keep-alive), processor latency ${LATENCY} ms. Each request: POST /v1/charges with a new `
-      + 'Idempotency-Key (authorize and capture at the processor); replay: a completed key sent again.',
+      + `PostgreSQL ${facts.version}, ${ROUNDS} interleaved rounds of ${SECONDS} s per case, `
+      + `processor latency ${LATENCY} ms. Each request: POST /v1/charges with a new Idempotency-Key `
+      + '(authorize and capture at the processor) over keep-alive connections; replay: a completed '
+      + 'key sent again. Medians of the rounds; ratios are medians of the per-round ratios to off.',
     '',
-    '| case | requests/s | p50 ms | p99 ms | requests/s vs off | p50 vs off | p99 vs off |',
-    '|---|---:|---:|---:|---:|---:|---:|',
-    ...['off', 'enforce', 'replay'].map((name) => {
+    '| clients | case | requests/s | p50 ms | p99 ms | requests/s vs off | p50 vs off | p99 vs off |',
+    '|---:|---|---:|---:|---:|---:|---:|---:|',
+    ...results.flatMap(({ clients, summary }) => ['off', 'enforce', 'replay'].map((name) => {
       const s = summary[name];
-      return `| ${name} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | `
+      return `| ${clients} | ${name} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | `
         + `${s.ratio_rps.toFixed(2)} | ${s.ratio_p50.toFixed(2)} | ${s.ratio_p99.toFixed(2)} |`;
-    }),
+    })),
     '',
     `Charges written: ${facts.charges}; keys stored: ${facts.keys} (the off rounds store none).`,
     '',
   ];
   fs.writeFileSync(path.join(RESULTS, 'results.md'), lines.join('\n'));
-  const csv = ['round,case,requests,rps,p50_ms,p99_ms',
-    ...rounds.flatMap((r) => ['enforce', 'off', 'replay'].map((name) =>
-      [r.round, name, r[name].requests, r[name].rps.toFixed(1), r[name].p50.toFixed(3), r[name].p99.toFixed(3)].join(',')))];
+  const csv = ['clients,round,case,requests,rps,p50_ms,p99_ms',
+    ...results.flatMap(({ clients, rounds }) => rounds.flatMap((r) => ['enforce', 'off', 'replay'].map((name) =>
+      [clients, r.round, name, r[name].requests, r[name].rps.toFixed(1), r[name].p50.toFixed(3), r[name].p99.toFixed(3)].join(','))))];
   fs.writeFileSync(path.join(RESULTS, 'rounds.csv'), `${csv.join('\n')}\n`);
   console.log(`\n${lines.join('\n')}`);
-  console.log(`results in ${path.relative(process.cwd(), RESULTS) || RESULTS}/ (results.md, rounds.csv)`);
+  console.log(`results in ${RESULTS}/ (results.md, rounds.csv)`);
 }
 
 main().catch((err) => {
