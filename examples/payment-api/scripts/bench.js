@@ -129,6 +129,8 @@ async function main() {
           p50: median(rounds.map((r) => r[name].p50)),
           p99: median(rounds.map((r) => r[name].p99)),
           ratio_rps: median(rounds.map((r) => r[name].rps / r.off.rps)),
+          ratio_rps_min: Math.min(...rounds.map((r) => r[name].rps / r.off.rps)),
+          ratio_rps_max: Math.max(...rounds.map((r) => r[name].rps / r.off.rps)),
           ratio_p50: median(rounds.map((r) => r[name].p50 / r.off.p50)),
           ratio_p99: median(rounds.map((r) => r[name].p99 / r.off.p99)),
         };
@@ -156,15 +158,17 @@ function write(results, facts) {
       + '(authorize and capture at the processor) over keep-alive connections; replay: a completed '
       + 'key sent again. Medians of the rounds; ratios are medians of the per-round ratios to off.',
     '',
-    '| clients | case | requests/s | p50 ms | p99 ms | requests/s vs off | p50 vs off | p99 vs off |',
+    '| clients | case | requests/s | p50 ms | p99 ms | requests/s vs off (rounds\' range) | p50 vs off | p99 vs off |',
     '|---:|---|---:|---:|---:|---:|---:|---:|',
     ...results.flatMap(({ clients, summary }) => ['off', 'enforce', 'replay'].map((name) => {
       const s = summary[name];
       return `| ${clients} | ${name} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | `
-        + `${s.ratio_rps.toFixed(2)} | ${s.ratio_p50.toFixed(2)} | ${s.ratio_p99.toFixed(2)} |`;
+        + `${s.ratio_rps.toFixed(2)} (${s.ratio_rps_min.toFixed(2)}-${s.ratio_rps_max.toFixed(2)}) | `
+        + `${s.ratio_p50.toFixed(2)} | ${s.ratio_p99.toFixed(2)} |`;
     })),
     '',
-    `Charges written: ${facts.charges}; keys stored: ${facts.keys} (the off rounds store none).`,
+    `Charges written: ${facts.charges}; keys stored: ${facts.keys} (the off rounds store none). `
+      + `Load average at the end: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} (the machine is shared).`,
     '',
   ];
   fs.writeFileSync(path.join(RESULTS, 'results.md'), lines.join('\n'));

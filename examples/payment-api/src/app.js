@@ -45,7 +45,10 @@ function createApp({ pool, config, processor, metrics, log }) {
   });
   // Stripe's encoding: form parameters, metadata[key]=value as nested objects (qs).
   app.use(express.urlencoded({ extended: true, limit: '16kb', parameterLimit: 200, depth: 2 }));
+  // Authentication first, so that nothing else about a request is told to a caller
+  // without a valid key.
   app.use('/v1', async (req, res, next) => {
+    req.merchant = await authenticateRequest(req);
     if (req.body === undefined) {
       if (req.method === 'POST' && Number(req.get('content-length') || 0) > 0) {
         throw invalidRequest('invalid_content_type', 'Send parameters as application/x-www-form-urlencoded.');
@@ -53,7 +56,6 @@ function createApp({ pool, config, processor, metrics, log }) {
       req.body = {};
     }
     storable(req.body);
-    req.merchant = await authenticateRequest(req);
     // Stripe ignores the header on GET: reads are safe to repeat.
     if (req.method === 'POST') req.idempotencyKey = requestKey(req);
     next();
