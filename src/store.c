@@ -405,11 +405,12 @@ rethrow_without_row(Writer *wr, MemoryContext context)
 	FlushErrorState();
 	ereport(ERROR,
 			(errcode(edata->sqlerrcode),
-			 errmsg("idempotency key \"%s\" in scope \"%s\" could not be stored: it violates constraint \"%s\"%s%s",
+			 errmsg("idempotency key \"%s\" in scope \"%s\" could not be stored: it violates constraint \"%s\" of table \"%s%s%s\"",
 					text_to_cstring(wr->key), text_to_cstring(wr->scope),
 					edata->constraint_name ? edata->constraint_name : "(unnamed)",
-					edata->table_name ? " of table " : "",
-					edata->table_name ? edata->table_name : ""),
+					edata->schema_name ? edata->schema_name : "",
+					edata->schema_name ? "." : "",
+					edata->table_name ? edata->table_name : "?"),
 			 errhint("A constraint or trigger on idempotency.keys refused the row; the transaction is rolled back."),
 			 edata->schema_name ?
 			 err_generic_string(PG_DIAG_SCHEMA_NAME, edata->schema_name) : 0,

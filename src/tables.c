@@ -295,7 +295,9 @@ find_lookup_index(IkTable *table, Relation rel)
 /*
  * Refuse what would let the table change a row behind the library's
  * back: a BEFORE row trigger can rewrite the windows, the state or the
- * fingerprint, and a rule is bypassed by executor-level writes.
+ * fingerprint, and a rule is bypassed by executor-level writes.  A
+ * disabled BEFORE trigger is refused too: ENABLE is one statement away,
+ * and the executor would still fetch each row for it.
  */
 static void
 check_no_rewriting(IkTable *table, Relation rel)
@@ -308,8 +310,7 @@ check_no_rewriting(IkTable *table, Relation rel)
 		{
 			Trigger    *trigger = &trigdesc->triggers[i];
 
-			if (trigger->tgenabled != TRIGGER_DISABLED &&
-				TRIGGER_FOR_ROW(trigger->tgtype) &&
+			if (TRIGGER_FOR_ROW(trigger->tgtype) &&
 				TRIGGER_FOR_BEFORE(trigger->tgtype))
 				drift(table, "Trigger \"%s\" is a BEFORE row trigger, which could change a row the library writes; only AFTER row triggers are allowed.",
 					  trigger->tgname);

@@ -17,6 +17,7 @@
 #include "idempotency.h"
 
 #include "commands/trigger.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 
 PG_FUNCTION_INFO_V1(idempotency_keys_truncate_guard);
@@ -34,7 +35,9 @@ idempotency_keys_truncate_guard(PG_FUNCTION_ARGS)
 	if (!ik_allow_truncate)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("TRUNCATE of %s is refused", RelationGetRelationName(trigdata->tg_relation)),
+				 errmsg("TRUNCATE of %s.%s is refused",
+						get_namespace_name(RelationGetNamespace(trigdata->tg_relation)),
+						RelationGetRelationName(trigdata->tg_relation)),
 				 errdetail("It would delete every idempotency key, so every retry of a request already charged would be charged again."),
 				 errhint("Delete rows past retention with idempotency.reap(). To truncate anyway, a superuser runs SET idempotency.allow_truncate = on in the session first.")));
 	return PointerGetDatum(NULL);
