@@ -7,7 +7,7 @@
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startStack } = require('../harness/stack');
-const { startApi } = require('../harness/services');
+const { startApi, processorCall } = require('../harness/services');
 const database = require('../harness/database');
 const { request } = require('./lib/http');
 
@@ -30,8 +30,8 @@ describe('rollout modes', () => {
     const [, shadowed] = stack.merchants;
     await setMode(shadowed, 'shadow');
     const key = newKey('shadow');
-    const one = await send(shadowed, key, params());
-    const two = await send(shadowed, key, params());
+    const one = await send(shadowed, key, { ...params(), description: 'shadowed twice' });
+    const two = await send(shadowed, key, { ...params(), description: 'shadowed twice' });
     const other = await send(shadowed, key, params(2000));
     for (const res of [one, two, other]) {
       assert.equal(res.status, 200, res.text);
@@ -40,6 +40,11 @@ describe('rollout modes', () => {
     assert.equal(new Set([one.body.id, two.body.id, other.body.id]).size, 3);
     const [{ n }] = await sql('SELECT count(*)::int AS n FROM charges WHERE merchant_id = $1 AND idempotency_key = $2', [shadowed.id, key]);
     assert.equal(n, 3);
+    // The processor's key comes from the request whatever the mode: the retry's
+    // authorization is the first one, replayed by the processor.
+    const auths = (await processorCall(stack.processor, 'GET', '/ledger')).authorizations
+      .filter((x) => x.description === 'shadowed twice');
+    assert.equal(auths.length, 1);
   });
 
   it('a policy change applies at the next request of the running service, per merchant', async () => {
