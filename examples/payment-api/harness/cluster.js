@@ -90,12 +90,16 @@ class Cluster {
     return `postgresql://${encodeURIComponent(user)}@127.0.0.1:${this.port}/${database}`;
   }
 
-  // psql as the superuser, stopping at the first error.
+  // psql as the superuser, stopping at the first error, which it throws with psql's message.
   psql(database, sql) {
-    return execFileSync(path.join(this.bindir, 'psql'),
-      ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(this.port),
-        '-U', 'postgres', '-d', database, '-f', '-'],
-      { input: sql, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
+    try {
+      return execFileSync(path.join(this.bindir, 'psql'),
+        ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(this.port),
+          '-U', 'postgres', '-d', database, '-f', '-'],
+        { input: sql, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
+    } catch (err) {
+      throw new Error(`psql in database ${database} failed: ${String(err.stderr || err.message).trim()}`);
+    }
   }
 }
 
