@@ -24,6 +24,7 @@ include scripts/sanitize.mk
 include scripts/release.mk
 include bench/drivers.mk
 include bench/bench.mk
+include examples/payment-api/example.mk
 EXTRA_CLEAN += $(BENCH_DRIVERS)
 
 # ---------------------------------------------------------------------------

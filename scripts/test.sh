@@ -3,7 +3,8 @@
 #   pg_regress (sql/) and isolation (specs/) via PGXS installcheck in a throwaway
 #   pg_virtualenv cluster with shared_preload_libraries = 'idempotency';
 #   TAP (t/*.pl) with prove as the unprivileged postgres user (PostgreSQL refuses root);
-#   the release checks (scripts/check-release.sh: version, license, release archive).
+#   the release checks (scripts/check-release.sh: version, license, release archive);
+#   the reference payment API's tests (examples/payment-api/scripts/test.sh).
 # Every suite runs even if an earlier one fails; exit status is non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -110,6 +111,21 @@ if [ $rc -eq 0 ] && [ "$f" -eq 0 ]; then record release PASS "$p" 0 "($p checks 
 else
   [ "$f" -gt 0 ] || f=1
   record release FAIL "$p" "$f" "($f of $((p + f)) checks failed; see above)"
+fi
+
+# --- the reference payment API (examples/payment-api) ---------------------------
+# Its own throwaway clusters from $PG_CONFIG, the extension installed above; node's
+# test runner ends its TAP output with "# pass N" and "# fail M".
+echo "=== example: examples/payment-api (node --test, the stripe client) ==="
+rc=0
+PG_CONFIG="$PG_CONFIG" bash examples/payment-api/scripts/test.sh 2>&1 | tee "$logdir/example.log" || rc=$?
+p=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$logdir/example.log" | tail -n1)
+f=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$logdir/example.log" | tail -n1)
+p=${p:-0}; f=${f:-0}
+if [ $rc -eq 0 ] && [ "$f" -eq 0 ] && [ "$p" -gt 0 ]; then record example PASS "$p" 0 "($p passed)"
+else
+  [ "$f" -gt 0 ] || f=1
+  record example FAIL "$p" "$f" "($p passed, $f failed; see the example output above)"
 fi
 
 echo "=== summary ==="

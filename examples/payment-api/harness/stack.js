@@ -1,0 +1,70 @@
+'use strict';
+// Everything a run needs, started in order and stopped in reverse: a throwaway cluster
+// with the payments database, merchants, the processor, the API, and optionally the
+// fault proxy in front of the API.  close() stops whatever was started, also after a
+// failure half-way, and is safe to call twice.
+
+const { Pool } = require('pg');
+const { Cluster } = require('./cluster');
+const database = require('./database');
+const { startProcessor, startApi } = require('./services');
+const { FaultProxy } = require('./proxy');
+
+async function startStack({
+  merchants = ['Merchant A'],
+  processor = {},
+  api = {},
+  proxy = null,
+  clusterSettings = {},
+} = {}) {
+  const stack = { closers: [] };
+  stack.close = async () => {
+    const closers = stack.closers.splice(0).reverse();
+    for (const close of closers) {
+      try {
+        await close();
+      } catch (err) {
+        process.stderr.write(`stack: stopping failed: ${err.message}\n`);
+      }
+    }
+  };
+  try {
+    const cluster = await new Cluster({ settings: clusterSettings }).init();
+    stack.cluster = cluster;
+    stack.closers.push(async () => {
+      stack.serverLog = await cluster.destroy();
+    });
+    await cluster.start();
+    database.createDatabase(cluster);
+    stack.merchants = merchants.map((name) => database.newMerchant(name));
+    database.addMerchants(cluster, stack.merchants);
+
+    stack.admin = new Pool({ connectionString: cluster.url(database.DATABASE, 'postgres'), max: 2 });
+    stack.admin.on('error', () => {});
+    stack.closers.push(() => stack.admin.end());
+
+    stack.processor = await startProcessor(processor);
+    stack.closers.push(() => stack.processor.stop());
+
+    stack.api = await startApi({
+      databaseUrl: cluster.url(database.DATABASE, api.role || database.APP_ROLE),
+      processorUrl: stack.processor.url,
+      LEASE_SECONDS: '2',
+      PROCESSOR_TIMEOUT_MS: '1500',
+      ...api.env,
+    });
+    stack.closers.push(() => stack.api.stop());
+
+    if (proxy) {
+      stack.proxy = new FaultProxy({ targetPort: stack.api.port, ...proxy });
+      await stack.proxy.listen();
+      stack.closers.push(() => stack.proxy.close());
+    }
+    return stack;
+  } catch (err) {
+    await stack.close();
+    throw err;
+  }
+}
+
+module.exports = { startStack };

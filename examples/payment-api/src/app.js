@@ -1,0 +1,95 @@
+'use strict';
+// The HTTP application: a Stripe-compatible subset over the idempotency extension.
+// Every route handler returns { reply, replayed, retry } or throws; the error handler
+// turns whatever was thrown into a Stripe-shaped error, so no request goes unanswered.
+
+const express = require('express');
+const { authenticate } = require('./auth');
+const { chargeRoutes } = require('./charges');
+const { refundRoutes } = require('./refunds');
+const { requestKey } = require('./idempotency');
+const { ApiError, invalidRequest, fromDatabase } = require('./errors');
+const { errorReply, send } = require('./replies');
+const { randomId } = require('./ids');
+const { storable } = require('./params');
+
+// Body-parser's failures (a body too large, too many parameters, too deep) are the
+// caller's: a 400 in Stripe's shape, as any other bad input.
+function bodyError(err) {
+  const message = err.type === 'entity.too.large' ? 'The request body is too large.'
+    : err.type === 'parameters.too.many' ? 'The request has too many parameters.'
+      : 'The request body could not be parsed as form parameters.';
+  return invalidRequest('invalid_request_body', message);
+}
+
+function createApp({ pool, config, processor, metrics, log }) {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.locals.metrics = metrics;
+  const context = { pool, config, processor, newId: randomId };
+  const charges = chargeRoutes(context);
+  const refunds = refundRoutes(context);
+  const authenticateRequest = authenticate(pool);
+
+  app.use((req, res, next) => {
+    req.id = randomId('req');
+    req.idempotencyKey = null;
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      const route = res.locals.route || 'unmatched';
+      metrics.requests.inc({ method: req.method, route, status: res.statusCode });
+      metrics.duration.observe({ route }, Number(process.hrtime.bigint() - started) / 1e9);
+    });
+    next();
+  });
+  // Stripe's encoding: form parameters, metadata[key]=value as nested objects (qs).
+  app.use(express.urlencoded({ extended: true, limit: '16kb', parameterLimit: 200, depth: 2 }));
+  // Authentication first, so that nothing else about a request is told to a caller
+  // without a valid key.
+  app.use('/v1', async (req, res, next) => {
+    req.merchant = await authenticateRequest(req);
+    if (req.body === undefined) {
+      if (req.method === 'POST' && Number(req.get('content-length') || 0) > 0) {
+        throw invalidRequest('invalid_content_type', 'Send parameters as application/x-www-form-urlencoded.');
+      }
+      req.body = {};
+    }
+    storable(req.body);
+    // Stripe ignores the header on GET: reads are safe to repeat.
+    if (req.method === 'POST') req.idempotencyKey = requestKey(req);
+    next();
+  });
+
+  const route = (name, handler) => async (req, res) => {
+    res.locals.route = name;
+    const { reply, replayed, retry } = await handler(req);
+    send(res, reply, { replayed, key: req.idempotencyKey, retry });
+  };
+  app.post('/v1/charges', route('POST /v1/charges', charges.create));
+  app.get('/v1/charges/:id', route('GET /v1/charges/:id', charges.retrieve));
+  app.post('/v1/charges/:id/capture', route('POST /v1/charges/:id/capture', charges.capture));
+  app.post('/v1/refunds', route('POST /v1/refunds', refunds.create));
+  app.get('/v1/refunds/:id', route('GET /v1/refunds/:id', refunds.retrieve));
+
+  app.use((req) => {
+    throw new ApiError(404, 'invalid_request_error', 'resource_missing',
+      `Unrecognized request URL (${req.method}: ${req.path}).`);
+  });
+
+  // Four parameters: that is how Express tells an error handler from a middleware.
+  app.use((err, req, res, next) => {
+    let apiErr = err;
+    if (!(err instanceof ApiError)) {
+      apiErr = err.type && err.status < 500 ? bodyError(err) : fromDatabase(err);
+      if (apiErr.status >= 500) log('request failed', { request: req.id, route: res.locals.route, error: err.message, code: err.code });
+    }
+    if (apiErr.type === 'idempotency_error') metrics.idempotency.inc({ result: apiErr.code });
+    // A 5xx here was not stored: the transaction that would have stored it did not commit.
+    // Retrying it is safe only with a key.
+    send(res, errorReply(req, apiErr), { key: req.idempotencyKey, retry: req.idempotencyKey !== null || req.method === 'GET' });
+  });
+  return app;
+}
+
+module.exports = { createApp };

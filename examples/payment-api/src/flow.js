@@ -1,0 +1,47 @@
+'use strict';
+// The steps every keyed write shares, between the claim and the reply.
+// A handler returns { reply, replayed, retry }; app.js sends it.
+
+const { ApiError, apiError } = require('./errors');
+const { errorReply } = require('./replies');
+
+function replay(claim) {
+  return { reply: claim.stored, replayed: true };
+}
+
+// Ends the request in the transaction that records its result: the reply is stored for
+// the key, except a 5xx, which complete() does not store.  Retrying a 5xx is safe when
+// the request has a key (the retry resumes, or runs again with the same processor key);
+// without one it could be charged twice, so the client is told not to.
+async function finish(db, claim, reply) {
+  const result = await claim.complete(db, reply);
+  return { reply, retry: result !== 'stored' && result !== 'unkeyed' };
+}
+
+// Checks the parameters inside the claim's transaction.  A 400 for bad parameters is not
+// an answer of the endpoint: the claim is released, so the key stays free for the
+// corrected request, as with Stripe.  Returns the parameters, or the reply to send.
+async function validated(db, claim, req, check) {
+  try {
+    return { params: check() };
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
+    await claim.release(db);
+    return { done: { reply: errorReply(req, err) } };
+  }
+}
+
+// The processor gave no answer (5xx, timeout, connection lost): it may have acted.
+function processorFailure(outcome) {
+  if (outcome.result === 'rejected') {
+    return apiError(500, 'processor_rejected', 'The card processor refused the request.');
+  }
+  if (outcome.reason === 'timeout' || outcome.reason === 'status 504') {
+    return apiError(504, 'processor_timeout',
+      'The card processor did not answer in time. Retry with the same Idempotency-Key: it will not be charged twice.');
+  }
+  return apiError(502, 'processor_unavailable',
+    'The card processor failed. Retry with the same Idempotency-Key: it will not be charged twice.');
+}
+
+module.exports = { replay, finish, validated, processorFailure };
