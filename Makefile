@@ -21,6 +21,7 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 include fuzz/fuzz.mk
 include scripts/sanitize.mk
+include scripts/citus.mk
 include bench/drivers.mk
 include bench/bench.mk
 EXTRA_CLEAN += $(BENCH_DRIVERS)

@@ -1,0 +1,13 @@
+# `make test-citus`: the TAP tests in t/citus/ on real Citus clusters on loopback
+# (scripts/test-citus.sh; Citus built by ../shared/toolchain/build-citus.sh).
+# Included from the Makefile:
+#     include scripts/citus.mk
+
+# Do not take over the default goal, wherever this file is included.
+idempotency_citus_saved_goal := $(.DEFAULT_GOAL)
+
+.PHONY: test-citus
+test-citus:
+	MAKE='$(MAKE)' PG_CONFIG='$(PG_CONFIG)' bash scripts/test-citus.sh
+
+.DEFAULT_GOAL := $(idempotency_citus_saved_goal)
