@@ -71,6 +71,7 @@ sub new
 	my $self = bless {
 		workers => [],
 		shard_count => $params{shard_count} // 8,
+		conf => $params{conf},
 	}, $class;
 	my $nworkers = $params{workers} // 2;
 
@@ -114,6 +115,39 @@ idempotency.reaper_databases = ''
 });
 	$node->append_conf('postgresql.conf', $conf) if defined $conf;
 	return $node;
+}
+
+=pod
+
+=item $cluster->new_worker($name)
+
+A further node, configured as the others, started and with the citus
+extension, but not yet in the cluster: the caller prepares it, then
+calls add_worker().
+
+=item $cluster->add_worker($node)
+
+C<citus_add_node()> on the coordinator for that node; returns psql's
+exit code and stderr, and counts the node among the workers once it is in.
+
+=cut
+
+sub new_worker
+{
+	my ($self, $name) = @_;
+	my $node = _make_node($name, $self->{conf});
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION citus');
+	return $node;
+}
+
+sub add_worker
+{
+	my ($self, $node) = @_;
+	my ($ret, $stdout, $stderr) = $self->{coordinator}->psql('postgres',
+		"SELECT citus_add_node('127.0.0.1', " . $node->port . ')');
+	push @{ $self->{workers} }, $node if $ret == 0;
+	return ($ret, $stderr);
 }
 
 =pod
