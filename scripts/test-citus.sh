@@ -7,14 +7,19 @@
 # extension built and installed, and prove run as the unprivileged postgres user in a
 # copy of the tree, as scripts/test.sh runs t/*.pl.  Run as root.
 #
+# With --bench (make bench-citus) it runs scripts/bench-citus.pl instead, the same way,
+# and leaves its table in bench/results/citus.md.
+#
 # Settings (environment): PG_CONFIG (default pg_config: the system's PostgreSQL 15),
 # CITUS_TOOLCHAIN (default ../shared/toolchain), PROVE_FLAGS (e.g. -v),
-# TAP_TESTS="t/citus/001_x.pl ..." to run a subset.
+# TAP_TESTS="t/citus/001_x.pl ..." to run a subset; BENCH_CITUS_* (scripts/bench-citus.pl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MAKE=${MAKE:-make}
 PG_CONFIG=${PG_CONFIG:-pg_config}
 CITUS_TOOLCHAIN=${CITUS_TOOLCHAIN:-../shared/toolchain}
+suite=citus
+if [ "${1-}" = --bench ]; then suite=bench-citus; fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "test-citus: run as root (it installs packages and Citus, and runs the nodes as postgres)" >&2
@@ -37,7 +42,12 @@ $MAKE -s -C "$tapdir" --no-print-directory PG_CONFIG="$PG_CONFIG" install
 
 . scripts/summary.sh
 
-tests=(${TAP_TESTS:-t/citus/*.pl})
+if [ $suite = bench-citus ]; then
+  tests=(scripts/bench-citus.pl)
+  export BENCH_CITUS_OUT=$tapdir/citus.md
+else
+  tests=(${TAP_TESTS:-t/citus/*.pl})
+fi
 chown -R postgres: "$tapdir"   # the nodes run as postgres, in its copy of the tree
 rm -rf tmp_check
 start=$(date +%s)
@@ -46,13 +56,16 @@ rc=0
     PG_REGRESS="$pgxs/src/test/regress/pg_regress" \
     prove -I "$pgxs/src/test/perl/" ${PROVE_FLAGS-} "${tests[@]}") 2>&1 | tee "$tapdir/prove.log" || rc=$?
 [ -d "$tapdir/tmp_check" ] && cp -r "$tapdir/tmp_check" tmp_check   # the nodes' logs
+if [ $suite = bench-citus ] && [ -f "$BENCH_CITUS_OUT" ]; then
+  mkdir -p bench/results && cp "$BENCH_CITUS_OUT" bench/results/citus.md
+fi
 elapsed=$(( $(date +%s) - start ))
-failed=$(grep -cE '^t/citus/[^ ]+\.pl +\(Wstat' "$tapdir/prove.log" || true)
+failed=$(grep -cE '^[^ ]+\.pl +\(Wstat' "$tapdir/prove.log" || true)
 if [ $rc -eq 0 ]; then
-  record citus PASS ${#tests[@]} 0 "(${#tests[@]} test files passed in ${elapsed}s)"
+  record $suite PASS ${#tests[@]} 0 "(${#tests[@]} test files passed in ${elapsed}s)"
 else
   [ "$failed" -gt 0 ] || failed=1
-  record citus FAIL $((${#tests[@]} - failed)) "$failed" \
+  record $suite FAIL $((${#tests[@]} - failed)) "$failed" \
     "($failed of ${#tests[@]} test files failed in ${elapsed}s; node logs in tmp_check/log)"
 fi
 print_summary

@@ -32,6 +32,7 @@ DECLARE
 	alter_scope text;		-- makes keys.scope use that collation, on one node
 	node		record;
 	fn			regprocedure;
+	had_rows	boolean;
 	changed		boolean := false;
 BEGIN
 	IF colocate_with IS NULL THEN
@@ -176,17 +177,24 @@ BEGIN
 							   || 'CREATE EXTENSION idempotency CASCADE; ' || alter_scope;
 		END IF;
 
+		-- Rows the coordinator had are copied into the shards; the shell
+		-- must then be emptied.  (Counted first: once distributed, a count
+		-- is a distributed query.)
+		had_rows := EXISTS (SELECT FROM idempotency.keys);
 		PERFORM pg_catalog.create_distributed_table(keys_rel, 'scope',
 													colocate_with => colocate_with::text);
-		-- Rows the coordinator had were copied into the shards; the shell
-		-- must stay empty.
-		PERFORM pg_catalog.truncate_local_data_after_distributing_table(keys_rel);
+		IF had_rows THEN
+			PERFORM pg_catalog.truncate_local_data_after_distributing_table(keys_rel);
+		END IF;
 		changed := true;
 	END IF;
 
 	IF policies_method IS NULL THEN
+		had_rows := EXISTS (SELECT FROM idempotency.policies);
 		PERFORM pg_catalog.create_reference_table(policies_rel);
-		PERFORM pg_catalog.truncate_local_data_after_distributing_table(policies_rel);
+		IF had_rows THEN
+			PERFORM pg_catalog.truncate_local_data_after_distributing_table(policies_rel);
+		END IF;
 		changed := true;
 	END IF;
 
