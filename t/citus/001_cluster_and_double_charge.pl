@@ -85,10 +85,36 @@ for my $m (@merchants)
 		"$m: the claim ran on the worker holding its shard");
 }
 
+# --- The other way: the whole request in a PL/pgSQL function distributed by
+# merchant, delegated to the merchant's worker, where its statements
+# (PERFORM and := included) run locally.
+$coord->safe_psql('postgres', q{
+	CREATE FUNCTION pay(merchant text, key text, amount int) RETURNS text
+	LANGUAGE plpgsql AS $$
+	DECLARE
+		o text;
+	BEGIN
+		o := (idempotency.claim(merchant, key, '\x03')).outcome;
+		IF o = 'new' THEN
+			INSERT INTO charges (merchant, key, amount) VALUES (merchant, key, amount);
+			PERFORM idempotency.complete(merchant, key, 201, jsonb_build_object('amount', amount));
+		END IF;
+		RETURN o || ' on ' || inet_server_port();
+	END $$;
+	SELECT create_distributed_function('pay(text, text, int)', 'merchant', colocate_with => 'charges');});
+for my $m (@merchants)
+{
+	my $port = $cluster->node_for('charges', $m)->port;
+	is($coord->safe_psql('postgres', "SELECT pay('$m', 'k-fn', 100)"), "new on $port",
+		"$m: a request as a delegated function is new, on its worker");
+	is($coord->safe_psql('postgres', "SELECT pay('$m', 'k-fn', 100)"), "replay on $port",
+		"$m: its retry replays");
+}
+
 # --- What Citus holds: the keys are in the shards, the shells are empty.
 is( $coord->safe_psql('postgres',
-		q{SELECT count(*) FROM idempotency.keys WHERE key = 'k1'}),
-	scalar(@merchants),
+		q{SELECT count(*) FROM idempotency.keys WHERE key IN ('k1', 'k-fn')}),
+	2 * @merchants,
 	'Citus sees every completed key (they are in the shards)');
 is( $coord->safe_psql('postgres', q{
 		SELECT count(*)
