@@ -58,8 +58,10 @@ for my $worker ($cluster->workers)
 {
 	for my $m (@{ $merchants->{ $worker->name } })
 	{
-		is($cluster->node_for('charges', $m)->name, $worker->name,
-			"$m is on " . $worker->name);
+		my $shard = $cluster->shard_for('charges', $m);
+		is( $worker->safe_psql('postgres',
+				"SELECT count(*) FROM public.charges_$shard WHERE merchant = '$m'"),
+			'1', "$m's charge is in its shard on " . $worker->name);
 	}
 }
 $coord->safe_psql('postgres', q{DELETE FROM charges WHERE key = 'setup'});
