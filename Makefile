@@ -22,6 +22,7 @@ include $(PGXS)
 include fuzz/fuzz.mk
 include scripts/sanitize.mk
 include scripts/release.mk
+include scripts/citus.mk
 include bench/drivers.mk
 include bench/bench.mk
 include examples/payment-api/example.mk

@@ -1,0 +1,17 @@
+# `make test-citus`: the TAP tests in t/citus/ on real Citus clusters on loopback
+# (scripts/test-citus.sh; Citus built by ../shared/toolchain/build-citus.sh).
+# `make bench-citus`: the Citus baseline (scripts/bench-citus.pl), the same way;
+# its table lands in bench/results/citus.md.
+# Included from the Makefile:
+#     include scripts/citus.mk
+
+# Do not take over the default goal, wherever this file is included.
+idempotency_citus_saved_goal := $(.DEFAULT_GOAL)
+
+.PHONY: test-citus bench-citus
+test-citus:
+	MAKE='$(MAKE)' PG_CONFIG='$(PG_CONFIG)' bash scripts/test-citus.sh
+bench-citus:
+	MAKE='$(MAKE)' PG_CONFIG='$(PG_CONFIG)' bash scripts/test-citus.sh --bench
+
+.DEFAULT_GOAL := $(idempotency_citus_saved_goal)

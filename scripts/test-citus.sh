@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# `make test-citus`: the TAP tests in t/citus/ on real Citus clusters on loopback
+# (coordinator + workers, each test starting its own; t/citus/CitusCluster.pm).
+# Set-up as `make test` does it (Debian packages), then Citus 13.2.2 built into the
+# PostgreSQL named by PG_CONFIG by the shared toolchain script (../shared/toolchain,
+# next to the repository; it does nothing when that Citus is already installed), the
+# extension built and installed, and prove run as the unprivileged postgres user in a
+# copy of the tree, as scripts/test.sh runs t/*.pl.  Run as root.
+#
+# With --bench (make bench-citus) it runs scripts/bench-citus.pl instead, the same way,
+# and leaves its table in bench/results/citus.md.
+#
+# Settings (environment): PG_CONFIG (default pg_config: the system's PostgreSQL 15),
+# CITUS_TOOLCHAIN (default ../shared/toolchain), PROVE_FLAGS (e.g. -v),
+# TAP_TESTS="t/citus/001_x.pl ..." to run a subset; BENCH_CITUS_* (scripts/bench-citus.pl).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MAKE=${MAKE:-make}
+PG_CONFIG=${PG_CONFIG:-pg_config}
+CITUS_TOOLCHAIN=${CITUS_TOOLCHAIN:-../shared/toolchain}
+suite=citus
+if [ "${1-}" = --bench ]; then suite=bench-citus; fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "test-citus: run as root (it installs packages and Citus, and runs the nodes as postgres)" >&2
+  exit 2
+fi
+# Nothing of the calling make (-k, -n, PG_CONFIG=...) reaches the builds here.
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
+
+bash scripts/setup-debian.sh
+PG_CONFIG=$PG_CONFIG bash "$CITUS_TOOLCHAIN/build-citus.sh"
+
+bindir=$("$PG_CONFIG" --bindir)
+pgxs=$(cd "$(dirname "$("$PG_CONFIG" --pgxs)")/../.." && pwd)   # .../lib/pgxs
+tapdir=$(mktemp -d /tmp/idempotency-citus.XXXXXX)
+trap 'rm -rf "$tapdir"' EXIT
+tar -cf - --exclude=./.git --exclude=./tmp_check --exclude=./results --exclude=./output_iso \
+    --exclude='*.o' --exclude='*.so' --exclude='*.bc' . | tar -C "$tapdir" -xf -
+$MAKE -s -C "$tapdir" --no-print-directory PG_CONFIG="$PG_CONFIG"
+$MAKE -s -C "$tapdir" --no-print-directory PG_CONFIG="$PG_CONFIG" install
+
+. scripts/summary.sh
+
+if [ $suite = bench-citus ]; then
+  tests=(scripts/bench-citus.pl)
+  export BENCH_CITUS_OUT=$tapdir/citus.md
+else
+  tests=(${TAP_TESTS:-t/citus/*.pl})
+fi
+chown -R postgres: "$tapdir"   # the nodes run as postgres, in its copy of the tree
+rm -rf tmp_check
+start=$(date +%s)
+rc=0
+(cd "$tapdir" && runuser -u postgres -- env PATH="$bindir:$PATH" TESTDIR="$tapdir" \
+    PG_REGRESS="$pgxs/src/test/regress/pg_regress" \
+    prove -I "$pgxs/src/test/perl/" ${PROVE_FLAGS-} "${tests[@]}") 2>&1 | tee "$tapdir/prove.log" || rc=$?
+[ -d "$tapdir/tmp_check" ] && cp -r "$tapdir/tmp_check" tmp_check   # the nodes' logs
+if [ $suite = bench-citus ] && [ -f "$BENCH_CITUS_OUT" ]; then
+  mkdir -p bench/results && cp "$BENCH_CITUS_OUT" bench/results/citus.md
+fi
+elapsed=$(( $(date +%s) - start ))
+failed=$(grep -cE '^[^ ]+\.pl +\(Wstat' "$tapdir/prove.log" || true)
+if [ $rc -eq 0 ]; then
+  record $suite PASS ${#tests[@]} 0 "(${#tests[@]} test files passed in ${elapsed}s)"
+else
+  [ "$failed" -gt 0 ] || failed=1
+  record $suite FAIL $((${#tests[@]} - failed)) "$failed" \
+    "($failed of ${#tests[@]} test files failed in ${elapsed}s; node logs in tmp_check/log)"
+fi
+print_summary
+exit $status
