@@ -51,6 +51,8 @@ class Cluster {
       unix_socket_directories: `'${this.dir}'`,
       shared_preload_libraries: "'idempotency'",
       'idempotency.reaper_databases': "'payments'",
+      // the processor keys (downstream_key()) are derived under it: set once, never changed
+      'idempotency.downstream_secret': "'payment-api-example-downstream-secret'",
       max_connections: 100,
       fsync: 'off',
       ...this.settings,
