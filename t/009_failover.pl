@@ -103,7 +103,8 @@ is($standby->safe_psql('postgres', q{
 like($err, qr/IK409/, 'the old primary\'s worker token is fenced off');
 
 ok($standby->poll_query_until('postgres', q{
-	SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'idempotency reaper'}),
+	SELECT count(*) = 1 FROM pg_stat_activity
+	 WHERE backend_type = 'idempotency reaper launcher'}),
 	'the reaper runs on the new primary');
 $standby->safe_psql('postgres', q{
 	INSERT INTO idempotency.keys (scope, key, fingerprint, state, response_status,
