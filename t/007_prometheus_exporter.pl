@@ -245,6 +245,7 @@ is(value('idempotency_errors_ik422_total', %db), 1, 'idempotency_errors_ik422_to
 is(value('idempotency_completions_total', %db), 1, 'idempotency_completions_total = 1');
 is(value('idempotency_claims_resume_total', %db), 0, 'no resume');
 is(value('idempotency_reaper_runs_total', %db), 1, 'one reap: reaper_runs_total = 1');
+is(value('idempotency_reaper_skipped_rows_total', %db), 0, 'reaper_skipped_rows_total is exported');
 cmp_ok(value('idempotency_last_reap_timestamp_seconds', %db) // 0, '>', 1e9,
 	'last_reap_timestamp_seconds is a Unix time');
 my $since = value('idempotency_seconds_since_last_reap', %db);
