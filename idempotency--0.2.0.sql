@@ -351,12 +351,12 @@ BEGIN
 		   s.tracked_since, s.last_seen,
 		   CASE
 			 WHEN s.shadow_would_conflict + s.shadow_would_ik422 + s.shadow_would_ik410 > 0
-			 THEN format('investigate: enforce would have refused %s requests (%s with 422, %s with 410, %s with 409)',
+			 THEN format('investigate: enforce would have refused %s of its requests (422: %s, 410: %s, 409: %s)',
 						 s.shadow_would_conflict + s.shadow_would_ik422 + s.shadow_would_ik410,
 						 s.shadow_would_ik422, s.shadow_would_ik410, s.shadow_would_conflict)
 			 WHEN s.tracked_since > shadow_started_at
 			 THEN format('investigate: tracked only since %s, after the shadow period began',
-						 s.tracked_since)
+						 date_trunc('second', s.tracked_since))
 			 ELSE 'safe to enforce'
 		   END
 	  FROM idempotency.scope_stats AS s

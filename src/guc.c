@@ -10,6 +10,7 @@
 #include <limits.h>
 
 #include "compat.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 /* Rollout: the mode of scopes without a policy row, and its share. */
@@ -175,14 +176,20 @@ ik_define_gucs(void)
 							 0,
 							 NULL, NULL, NULL);
 
-	DefineCustomIntVariable("idempotency.scope_stats_max",
-							"Most scopes the per-scope statistics keep in shared memory.",
-							"Needs the library in shared_preload_libraries; 0 keeps none.",
-							&ik_scope_stats_max,
-							5000, 0, 1000000,
-							PGC_POSTMASTER,
-							0,
-							NULL, NULL, NULL);
+	/*
+	 * A size of shared memory, so only the postmaster sets it, and only a
+	 * preloaded library may define such a setting: a backend that loads
+	 * the library later has no table anyway.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("idempotency.scope_stats_max",
+								"Most scopes the per-scope statistics keep in shared memory.",
+								"0 keeps none.",
+								&ik_scope_stats_max,
+								5000, 0, 1000000,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
 
 	DefineCustomStringVariable("idempotency.fingerprint_secret",
 							   "Key of the HMAC-SHA256 request fingerprints.",
