@@ -92,7 +92,8 @@ typedef struct ScopeShared
 	TimestampTz discarded_at;	/* last eviction, reset or server start */
 	TimestampTz stats_reset;
 	Size		memory;			/* shared memory of the table, in bytes */
-	Victim		victims[FLEXIBLE_ARRAY_MEMBER]; /* scratch of eviction */
+	Victim		victims[FLEXIBLE_ARRAY_MEMBER]; /* eviction's heap, of one
+												 * batch */
 } ScopeShared;
 
 static ScopeShared *shared = NULL;
@@ -184,11 +185,18 @@ scope_key_match(const void *key1, const void *key2, Size keysize)
 	return memcmp(a->scope, b->scope, a->len);
 }
 
+/* Entries one eviction removes. */
+static int
+batch_size(void)
+{
+	return Max(1, ik_scope_stats_max * EVICT_PERCENT / 100);
+}
+
 static Size
 header_size(void)
 {
 	return MAXALIGN(add_size(offsetof(ScopeShared, victims),
-							 mul_size(ik_scope_stats_max, sizeof(Victim))));
+							 mul_size(batch_size(), sizeof(Victim))));
 }
 
 static Size
@@ -226,7 +234,8 @@ scope_stats_shmem_startup(void)
 	{
 		TimestampTz now = GetCurrentTimestamp();
 
-		shared->lock = &(GetNamedLWLockTranche("idempotency scope stats"))->lock;
+		shared->lock =
+			&(GetNamedLWLockTranche("idempotency scope stats"))->lock;
 		shared->evictions = 0;
 		shared->evictions_with_errors = 0;
 		shared->last_eviction = 0;
@@ -254,57 +263,96 @@ ik_scope_stats_install_hooks(void)
 	shmem_startup_hook = scope_stats_shmem_startup;
 }
 
-static int
-victim_order(const void *a, const void *b)
+/* Does a matter more than b, so that b is evicted first? */
+static inline bool
+matters_more(const Victim *a, const Victim *b)
 {
-	const Victim *x = (const Victim *) a;
-	const Victim *y = (const Victim *) b;
+	if (a->offences != b->offences)
+		return a->offences > b->offences;
+	return a->last_seen > b->last_seen;
+}
 
-	if (x->offences != y->offences)
-		return x->offences < y->offences ? -1 : 1;
-	if (x->last_seen != y->last_seen)
-		return x->last_seen < y->last_seen ? -1 : 1;
-	return 0;
+/* Sift heap[i] down a max-heap of n victims (the one mattering most on top). */
+static void
+sift_down(Victim *heap, int n, int i)
+{
+	for (;;)
+	{
+		int			top = i;
+		int			l = 2 * i + 1;
+		Victim		tmp;
+
+		if (l < n && matters_more(&heap[l], &heap[top]))
+			top = l;
+		if (l + 1 < n && matters_more(&heap[l + 1], &heap[top]))
+			top = l + 1;
+		if (top == i)
+			return;
+		tmp = heap[i];
+		heap[i] = heap[top];
+		heap[top] = tmp;
+		i = top;
+	}
+}
+
+static void
+sift_up(Victim *heap, int i)
+{
+	while (i > 0 && matters_more(&heap[i], &heap[(i - 1) / 2]))
+	{
+		Victim		tmp = heap[i];
+
+		heap[i] = heap[(i - 1) / 2];
+		heap[(i - 1) / 2] = tmp;
+		i = (i - 1) / 2;
+	}
 }
 
 /*
- * Remove the EVICT_PERCENT of the entries that matter least (at least
- * one), holding the lock exclusively.  The ranking is copied to the
- * scratch array of shared memory, so that an eviction allocates nothing:
- * it may run on the way out of an error.
+ * Remove the batch of entries that matter least, holding the lock
+ * exclusively.  They are chosen in one pass over the table, keeping the
+ * batch's candidates so far in a max-heap whose top is the one that
+ * matters most: an entry that matters less replaces it.  That costs a
+ * comparison per entry and rarely more, where sorting the table cost a
+ * dozen; the heap lives in shared memory, so that an eviction allocates
+ * nothing: it may run on the way out of an error.
  */
 static void
 evict(void)
 {
+	Victim	   *heap = shared->victims;
+	int			k = batch_size();
+	int			n = 0;
 	HASH_SEQ_STATUS seq;
 	ScopeEntry *e;
-	int			n = 0;
-	int			nvictims;
 
 	hash_seq_init(&seq, entries);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
-		if (n == ik_scope_stats_max)
-		{
-			hash_seq_term(&seq);
-			break;
-		}
-		shared->victims[n].offences = pg_atomic_read_u64(&e->offences);
-		shared->victims[n].last_seen = pg_atomic_read_u64(&e->last_seen);
-		shared->victims[n].entry = e;
-		n++;
-	}
-	qsort(shared->victims, n, sizeof(Victim), victim_order);
+		Victim		v;
 
-	nvictims = Min(n, Max(1, n * EVICT_PERCENT / 100));
-	for (int i = 0; i < nvictims; i++)
-	{
-		if (shared->victims[i].offences > 0)
-			shared->evictions_with_errors++;
-		hash_search(entries, &shared->victims[i].entry->key, HASH_REMOVE,
-					NULL);
+		v.offences = pg_atomic_read_u64(&e->offences);
+		v.last_seen = pg_atomic_read_u64(&e->last_seen);
+		v.entry = e;
+		if (n < k)
+		{
+			heap[n] = v;
+			sift_up(heap, n++);
+		}
+		else if (matters_more(&heap[0], &v))
+		{
+			heap[0] = v;
+			sift_down(heap, n, 0);
+		}
 	}
-	shared->evictions += nvictims;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (heap[i].offences > 0)
+			shared->evictions_with_errors++;
+		hash_search(entries, &heap[i].entry->key, HASH_REMOVE, NULL);
+	}
+	shared->evictions += n;
 	shared->last_eviction = GetCurrentTimestamp();
 	shared->discarded_at = shared->last_eviction;
 }
@@ -378,6 +426,8 @@ count_into(text *scope, const uint32 *counts)
 	uint32		hash;
 	ScopeEntry *e;
 	TimestampTz now;
+	TimestampTz tracked_since;
+	bool		full;
 	bool		found;
 
 	if (entries == NULL || !OidIsValid(MyDatabaseId))
@@ -395,19 +445,21 @@ count_into(text *scope, const uint32 *counts)
 	}
 	LWLockRelease(shared->lock);
 
+	/*
+	 * The scope had no entry a moment ago: whatever it did before the last
+	 * discard may have been counted into one that was evicted, but not what
+	 * it did since, which would have made an entry.  An eviction made here
+	 * cannot remove the scope's, so the time to take is the one before it.
+	 * A table that is not full takes the entry at once, found or made.
+	 */
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	e = hash_search_with_hash_value(entries, &key, hash, HASH_FIND, NULL);
+	tracked_since = shared->discarded_at;
+	full = hash_get_num_entries(entries) >= ik_scope_stats_max;
+	e = full ? hash_search_with_hash_value(entries, &key, hash, HASH_FIND, NULL)
+		: NULL;
 	if (e == NULL)
 	{
-		/*
-		 * The scope had no entry: whatever it did before the last discard
-		 * may have been counted into one that was evicted, but not what it
-		 * did since, which would have made an entry.  This eviction cannot
-		 * remove the scope's, so the time to take is the one before it.
-		 */
-		TimestampTz tracked_since = shared->discarded_at;
-
-		if (hash_get_num_entries(entries) >= ik_scope_stats_max)
+		if (full)
 			evict();
 		memset(key.scope + key.len, 0, IK_MAX_NAME_BYTES - key.len);
 		e = hash_search_with_hash_value(entries, &key, hash, HASH_ENTER_NULL,
@@ -548,11 +600,27 @@ fill_by_name(TupleDesc desc, const NamedValue *row, int n, const char *funcname,
 	}
 }
 
-static Datum
-timestamp_or_null(uint64 t, bool *isnull)
+/* Add a column to a row; a timestamp of 0 is NULL. */
+static void
+put(NamedValue *row, int *n, const char *name, Datum value)
 {
-	*isnull = (t == 0);
-	return TimestampTzGetDatum((TimestampTz) t);
+	row[*n].name = name;
+	row[*n].value = value;
+	row[*n].isnull = false;
+	(*n)++;
+}
+
+static void
+put_time(NamedValue *row, int *n, const char *name, uint64 t)
+{
+	put(row, n, name, TimestampTzGetDatum((TimestampTz) t));
+	row[*n - 1].isnull = (t == 0);
+}
+
+static void
+put_count(NamedValue *row, int *n, const char *name, uint64 count)
+{
+	put(row, n, name, Int64GetDatum((int64) count));
 }
 
 /* The scope of an entry as text of this database's encoding. */
@@ -595,17 +663,13 @@ idempotency_scope_stats(PG_FUNCTION_ARGS)
 		NamedValue	row[IK_SCOPE_NUM_COUNTERS + 4];
 		int			n = 0;
 
-		row[n++] = (NamedValue) {"dboid", ObjectIdGetDatum(e->key.dboid), false};
-		row[n++] = (NamedValue) {"scope", PointerGetDatum(entry_scope(e)), false};
+		put(row, &n, "dboid", ObjectIdGetDatum(e->key.dboid));
+		put(row, &n, "scope", PointerGetDatum(entry_scope(e)));
 		for (int i = 0; i < IK_SCOPE_NUM_COUNTERS; i++)
-			row[n++] = (NamedValue) {scope_counter_columns[i],
-				Int64GetDatum((int64) pg_atomic_read_u64(&e->counters[i])), false};
-		row[n].name = "last_seen";
-		row[n].value = timestamp_or_null(pg_atomic_read_u64(&e->last_seen),
-										 &row[n].isnull);
-		n++;
-		row[n++] = (NamedValue) {"tracked_since",
-			TimestampTzGetDatum(e->tracked_since), false};
+			put_count(row, &n, scope_counter_columns[i],
+					  pg_atomic_read_u64(&e->counters[i]));
+		put_time(row, &n, "last_seen", pg_atomic_read_u64(&e->last_seen));
+		put_time(row, &n, "tracked_since", (uint64) e->tracked_since);
 
 		fill_by_name(desc, row, n, "read_scope_stats", values, nulls);
 		tuplestore_putvalues(rsinfo->setResult, desc, values, nulls);
@@ -637,17 +701,13 @@ idempotency_scope_stats_info(PG_FUNCTION_ARGS)
 	nulls = palloc(sizeof(bool) * desc->natts);
 
 	LWLockAcquire(shared->lock, LW_SHARED);
-	row[n++] = (NamedValue) {"max_entries", Int32GetDatum(ik_scope_stats_max), false};
-	row[n++] = (NamedValue) {"entries",
-		Int64GetDatum((int64) hash_get_num_entries(entries)), false};
-	row[n++] = (NamedValue) {"evictions", Int64GetDatum((int64) shared->evictions), false};
-	row[n++] = (NamedValue) {"evictions_with_errors",
-		Int64GetDatum((int64) shared->evictions_with_errors), false};
-	row[n].name = "last_eviction";
-	row[n].value = timestamp_or_null((uint64) shared->last_eviction, &row[n].isnull);
-	n++;
-	row[n++] = (NamedValue) {"shared_memory_bytes", Int64GetDatum((int64) shared->memory), false};
-	row[n++] = (NamedValue) {"stats_reset", TimestampTzGetDatum(shared->stats_reset), false};
+	put(row, &n, "max_entries", Int32GetDatum(ik_scope_stats_max));
+	put_count(row, &n, "entries", hash_get_num_entries(entries));
+	put_count(row, &n, "evictions", shared->evictions);
+	put_count(row, &n, "evictions_with_errors", shared->evictions_with_errors);
+	put_time(row, &n, "last_eviction", (uint64) shared->last_eviction);
+	put_count(row, &n, "shared_memory_bytes", shared->memory);
+	put_time(row, &n, "stats_reset", (uint64) shared->stats_reset);
 	LWLockRelease(shared->lock);
 
 	fill_by_name(desc, row, n, "read_scope_stats_info", values, nulls);
