@@ -8,6 +8,7 @@
 // limit README.md states.  Both merchants run with a retention of 2 seconds (a policy
 // row), so that the test waits seconds, not days.
 
+const crypto = require('node:crypto');
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startStack } = require('../harness/stack');
@@ -55,6 +56,32 @@ async function reapKey(merchant, key) {
   }
 }
 
+// The derivation as README.md spells it out, for a service in another language:
+// HMAC-SHA256 under the secret of "IKd1" and the four fields, each a tag byte, a 4-byte
+// big-endian length and the bytes; "ikd1_" and the first 160 bits in lower-case base32.
+function downstreamKey(secret, scope, key, fingerprint, purpose) {
+  const parts = [Buffer.from('IKd1')];
+  for (const [tag, value] of [['s', Buffer.from(scope)], ['k', Buffer.from(key)], ['f', fingerprint], ['p', Buffer.from(purpose)]]) {
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(value.length);
+    parts.push(Buffer.from(tag), length, value);
+  }
+  const digest = crypto.createHmac('sha256', secret).update(Buffer.concat(parts)).digest().subarray(0, 20);
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
+  let out = 'ikd1_';
+  let bits = 0;
+  let value = 0;
+  for (const byte of digest) {
+    value = ((value << 8) | byte) & 0xffff;
+    bits += 8;
+    while (bits >= 5) {
+      out += alphabet[(value >> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  return out;
+}
+
 async function chargeTwiceAcrossRetention(apiUrl, processor, merchant, label) {
   const key = `${label}-order-1`;
   const params = { amount: 4200, currency: 'eur', source: 'tok_visa', description: `${label} order 1` };
@@ -89,6 +116,16 @@ describe('downstream keys, a retry after our retention', () => {
     assert.equal(authorizations.length, 1, 'one authorization at the processor');
     assert.equal(authorizations[0].captured, true);
     assert.equal(charges[1].auth, charges[0].auth, 'the second charge got the first authorization, replayed');
+  });
+
+  it('the derivation README.md spells out computes what idempotency.downstream_key() does', async () => {
+    const [merchant] = stack.merchants;
+    const [row] = await sql(`SELECT f.fp, idempotency.downstream_key($1, 'order-7781', f.fp, 'capture') AS key
+                               FROM (SELECT idempotency.fingerprint('POST', '/v1/charges', '{"amount": 1000}'::jsonb) AS fp) f`,
+    [merchant.id]);
+    // the secret harness/cluster.js sets
+    assert.equal(downstreamKey('payment-api-example-downstream-secret', merchant.id, 'order-7781', row.fp, 'capture'),
+      row.key);
   });
 
   it('a processor that forgets its keys before our retention ends charges twice (the limit)', async () => {
