@@ -102,28 +102,43 @@ static HTAB *entries = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-/* The per-scope counterpart of each counter of stats.c, or -1. */
-static const int8 scope_counter_of[IK_NUM_COUNTERS] = {
-	[IK_CLAIMS_NEW] = IK_SCOPE_CLAIMS_NEW,
-	[IK_CLAIMS_REPLAY] = IK_SCOPE_CLAIMS_REPLAY,
-	[IK_CLAIMS_RESUME] = IK_SCOPE_CLAIMS_RESUME,
-	[IK_ERRORS_IK400] = -1,
-	[IK_ERRORS_IK409] = IK_SCOPE_ERRORS_IK409,
-	[IK_ERRORS_IK410] = IK_SCOPE_ERRORS_IK410,
-	[IK_ERRORS_IK422] = IK_SCOPE_ERRORS_IK422,
-	[IK_ERRORS_IK428] = IK_SCOPE_ERRORS_IK428,
-	[IK_COMPLETIONS] = -1,
-	[IK_RELEASES] = -1,
-	[IK_RELEASES_5XX] = IK_SCOPE_RELEASES_5XX,
-	[IK_SHADOW_WOULD_REPLAY] = IK_SCOPE_SHADOW_WOULD_REPLAY,
-	[IK_SHADOW_WOULD_CONFLICT] = IK_SCOPE_SHADOW_WOULD_CONFLICT,
-	[IK_SHADOW_WOULD_IK422] = IK_SCOPE_SHADOW_WOULD_IK422,
-	[IK_SHADOW_WOULD_IK410] = IK_SCOPE_SHADOW_WOULD_IK410,
-	[IK_REAPED_ROWS] = -1,
-	[IK_ABANDONED_CLAIMS] = -1,
-	[IK_REAPER_RUNS] = -1,
-	[IK_REAPER_SKIPPED_ROWS] = -1,
-};
+/*
+ * The per-scope counterpart of a counter of stats.c, or -1.  A switch, not
+ * a table: a counter added there counts nowhere here until it is named.
+ */
+static int
+scope_counter_of(IkCounter counter)
+{
+	switch (counter)
+	{
+		case IK_CLAIMS_NEW:
+			return IK_SCOPE_CLAIMS_NEW;
+		case IK_CLAIMS_REPLAY:
+			return IK_SCOPE_CLAIMS_REPLAY;
+		case IK_CLAIMS_RESUME:
+			return IK_SCOPE_CLAIMS_RESUME;
+		case IK_ERRORS_IK409:
+			return IK_SCOPE_ERRORS_IK409;
+		case IK_ERRORS_IK410:
+			return IK_SCOPE_ERRORS_IK410;
+		case IK_ERRORS_IK422:
+			return IK_SCOPE_ERRORS_IK422;
+		case IK_ERRORS_IK428:
+			return IK_SCOPE_ERRORS_IK428;
+		case IK_RELEASES_5XX:
+			return IK_SCOPE_RELEASES_5XX;
+		case IK_SHADOW_WOULD_REPLAY:
+			return IK_SCOPE_SHADOW_WOULD_REPLAY;
+		case IK_SHADOW_WOULD_CONFLICT:
+			return IK_SCOPE_SHADOW_WOULD_CONFLICT;
+		case IK_SHADOW_WOULD_IK422:
+			return IK_SCOPE_SHADOW_WOULD_IK422;
+		case IK_SHADOW_WOULD_IK410:
+			return IK_SCOPE_SHADOW_WOULD_IK410;
+		default:
+			return -1;			/* IK400, completions, the reaper's */
+	}
+}
 
 /*
  * The counters an eviction spares: what enforce refused or would refuse.
@@ -523,7 +538,7 @@ ik_scope_count_counter(IkCounter counter, uint64 n)
 
 	if (call_scope == NULL)
 		return;
-	c = scope_counter_of[counter];
+	c = scope_counter_of(counter);
 	if (c < 0)
 		return;
 	pending[c] += (uint32) n;
