@@ -23,6 +23,7 @@ include fuzz/fuzz.mk
 include scripts/sanitize.mk
 include scripts/release.mk
 include scripts/citus.mk
+include scripts/rollout.mk
 include bench/drivers.mk
 include bench/bench.mk
 include examples/payment-api/example.mk

@@ -259,6 +259,115 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'idempotency_stats_reset'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- Per-scope statistics (src/scope_stats.c), kept in shared memory by a
+-- preloaded library: one row per (database, scope) of the bounded table,
+-- of every database.  Scopes are tenant names, so nothing here is granted
+-- to PUBLIC; README.md names the roles that read them.
+CREATE FUNCTION idempotency.read_scope_stats(
+	OUT dboid oid,
+	OUT scope text,
+	OUT claims_new bigint,
+	OUT claims_replay bigint,
+	OUT claims_resume bigint,
+	OUT claims_shadow bigint,
+	OUT errors_ik409 bigint,
+	OUT errors_ik410 bigint,
+	OUT errors_ik422 bigint,
+	OUT errors_ik428 bigint,
+	OUT releases_5xx bigint,
+	OUT shadow_would_replay bigint,
+	OUT shadow_would_conflict bigint,
+	OUT shadow_would_ik422 bigint,
+	OUT shadow_would_ik410 bigint,
+	OUT last_seen timestamptz,
+	OUT tracked_since timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'idempotency_scope_stats'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+
+CREATE VIEW idempotency.scope_stats AS
+	SELECT d.datname AS database, s.*
+	  FROM idempotency.read_scope_stats() AS s
+	  LEFT JOIN pg_catalog.pg_database AS d ON d.oid OPERATOR(pg_catalog.=) s.dboid;
+
+COMMENT ON VIEW idempotency.scope_stats IS
+	'Idempotency counters per (database, scope), each complete since tracked_since (needs shared_preload_libraries)';
+
+-- The table as a whole: its size, its evictions, its memory.
+CREATE FUNCTION idempotency.read_scope_stats_info(
+	OUT max_entries integer,
+	OUT entries bigint,
+	OUT evictions bigint,
+	OUT evictions_with_errors bigint,
+	OUT last_eviction timestamptz,
+	OUT shared_memory_bytes bigint,
+	OUT stats_reset timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'idempotency_scope_stats_info'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+
+CREATE VIEW idempotency.scope_stats_info AS
+	SELECT * FROM idempotency.read_scope_stats_info();
+
+COMMENT ON VIEW idempotency.scope_stats_info IS
+	'Size, evictions and shared memory of idempotency.scope_stats';
+
+-- NULL: every entry of every database, and the eviction counters; a
+-- scope: that scope's counters in this database.
+CREATE FUNCTION idempotency.scope_stats_reset(scope text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'idempotency_scope_stats_reset'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- What enforcing would do to each scope of this database that was
+-- shadowed, for a shadow period that began at shadow_started_at (the
+-- rollout owner knows when; README.md says how to choose it).  A scope is
+-- called safe only when enforce would have refused none of its requests
+-- and its counts are complete since before the shadow period began.
+CREATE FUNCTION idempotency.rollout_report(shadow_started_at timestamptz)
+RETURNS TABLE (
+	scope text,
+	shadow_claims bigint,
+	would_409 bigint,
+	would_422 bigint,
+	would_410 bigint,
+	would_replay bigint,
+	tracked_since timestamptz,
+	last_seen timestamptz,
+	recommendation text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF shadow_started_at IS NULL OR NOT isfinite(shadow_started_at)
+	   OR shadow_started_at > now() THEN
+		RAISE EXCEPTION 'argument "shadow_started_at" must be a time in the past'
+			USING ERRCODE = 'IK400',
+				  HINT = 'Pass the time the scopes were switched to shadow mode.';
+	END IF;
+	RETURN QUERY
+	SELECT s.scope, s.claims_shadow, s.shadow_would_conflict,
+		   s.shadow_would_ik422, s.shadow_would_ik410, s.shadow_would_replay,
+		   s.tracked_since, s.last_seen,
+		   CASE
+			 WHEN s.shadow_would_conflict + s.shadow_would_ik422 + s.shadow_would_ik410 > 0
+			 THEN format('investigate: enforce would have refused %s of its requests (422: %s, 410: %s, 409: %s)',
+						 s.shadow_would_conflict + s.shadow_would_ik422 + s.shadow_would_ik410,
+						 s.shadow_would_ik422, s.shadow_would_ik410, s.shadow_would_conflict)
+			 WHEN s.tracked_since > shadow_started_at
+			 THEN format('investigate: tracked only since %s, after the shadow period began',
+						 date_trunc('second', s.tracked_since))
+			 ELSE 'safe to enforce'
+		   END
+	  FROM idempotency.scope_stats AS s
+	 WHERE s.database = current_database()
+	   AND s.claims_shadow > 0
+	 ORDER BY s.shadow_would_conflict + s.shadow_would_ik422 + s.shadow_would_ik410 DESC,
+			  s.tracked_since > shadow_started_at DESC,
+			  s.scope;
+END
+$$;
+
 -- Nothing is granted to PUBLIC; README.md shows the grants for an
 -- application role.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA idempotency FROM PUBLIC;

@@ -7,17 +7,26 @@
 # divided by N2 - N1, is the cost of one transaction without the
 # connection's start-up.
 #
+# A case named *-churn-* (tenant churn: a new scope per claim) first runs
+# CALLGRIND_CHURN_WARMUP transactions (default 6000, more than the default
+# idempotency.scope_stats_max), so that the per-scope statistics' table is
+# full and evicting while it is measured.
+#
 # Run as root on Debian 12 (PostgreSQL refuses root: the server runs as
 # postgres).  Knobs: CALLGRIND_CASES (default below), CALLGRIND_N1 (200),
-# CALLGRIND_N2 (1200), PG_CONFIG.  Prints one line per case and writes
+# CALLGRIND_N2 (1200), CALLGRIND_CHURN_WARMUP, CALLGRIND_CONF (lines added to
+# postgresql.conf, e.g. 'idempotency.scope_stats_max = 0' to measure without
+# the per-scope statistics), PG_CONFIG.  Prints one line per case and writes
 # bench/results/callgrind.csv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PG_CONFIG=${PG_CONFIG:-pg_config}
 bindir=$("$PG_CONFIG" --bindir)
-cases=${CALLGRIND_CASES:-floor-rtt ceiling-rtt ext-new-rtt ext-replay-rtt floor-pipeline ceiling-pipeline ext-new-pipeline}
+cases=${CALLGRIND_CASES:-floor-rtt ceiling-rtt ext-new-rtt ext-replay-rtt floor-pipeline ceiling-pipeline ext-new-pipeline ext-new-churn-rtt}
 n1=${CALLGRIND_N1:-200}
 n2=${CALLGRIND_N2:-1200}
+churn_warmup=${CALLGRIND_CHURN_WARMUP:-6000}
+tenants=1000000000
 replay_keys=1000
 fp_hex=0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20
 results=${BENCH_RESULTS:-bench/results}
@@ -44,6 +53,7 @@ synchronous_commit = off
 fsync = off
 autovacuum = off
 idempotency.reaper_databases = ''
+${CALLGRIND_CONF-}
 EOF
 mkdir -p "$work/cg"; chown postgres: "$work/cg"
 # Every backend is a fork of the postmaster, so each writes its own file.
@@ -87,7 +97,7 @@ backend_ir() {
   settle
   before=$(ls "$work/cg")
   as_pg pgbench -n -M prepared -h "$work" -p "$port" -U postgres -c 1 -t "$n" \
-    -D fingerprint="\\x$fp_hex" -D replay_keys=$replay_keys \
+    -D fingerprint="\\x$fp_hex" -D replay_keys=$replay_keys -D tenants=$tenants \
     -f "$script" postgres >"$work/pgbench.log" 2>&1 || { cat "$work/pgbench.log" >&2; exit 1; }
   settle
   new=$(comm -13 <(echo "$before") <(ls "$work/cg"))
@@ -103,6 +113,7 @@ mkdir -p "$results"
 echo "case,instructions_per_transaction" >"$results/callgrind.csv"
 for c in $cases; do
   script=bench/pgbench/$c.sql
+  case $c in *-churn-*) backend_ir "$script" "$churn_warmup" >/dev/null ;; esac
   ir1=$(backend_ir "$script" "$n1")
   ir2=$(backend_ir "$script" "$n2")
   per=$(( (ir2 - ir1) / (n2 - n1) ))

@@ -506,6 +506,7 @@ claim(FunctionCallInfo fcinfo)
 	ik_require_writable("idempotency.claim()");
 
 	req.scope = ik_arg_name(fcinfo, 0, "scope");
+	ik_scope_call_scope(req.scope);
 	req.key = ik_arg_name(fcinfo, 1, "key");
 	req.fingerprint = ik_arg_fingerprint(fcinfo, 2, "fingerprint");
 	req.keyhash = ik_key_hash(req.scope, req.key);
@@ -536,6 +537,7 @@ claim(FunctionCallInfo fcinfo)
 				ik_claim_open(req.scope, req.key, req.fingerprint, req.now,
 							  &req.policy, replace, holds_lock);
 			ik_count(IK_CLAIMS_NEW, 1);
+			ik_scope_count_call(IK_SCOPE_CLAIMS_SHADOW);
 			return claim_result(fcinfo, CLAIM_NEW, NULL, req.now,
 								unrecorded_token(&req));
 
@@ -687,6 +689,7 @@ complete(FunctionCallInfo fcinfo)
 	IkClaim    *claim;
 	const char *result;
 
+	ik_scope_call_scope(scope);
 	ik_require_writable("idempotency.complete()");
 
 	if (!PG_ARGISNULL(5))
@@ -718,6 +721,7 @@ release(FunctionCallInfo fcinfo)
 	text	   *scope = ik_arg_name(fcinfo, 0, "scope");
 	text	   *key = ik_arg_name(fcinfo, 1, "key");
 
+	ik_scope_call_scope(scope);
 	ik_require_writable("idempotency.release()");
 
 	if (PG_ARGISNULL(2))

@@ -10,6 +10,7 @@
 #include <limits.h>
 
 #include "compat.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 /* Rollout: the mode of scopes without a policy row, and its share. */
@@ -36,6 +37,9 @@ int			ik_retain_s = 7 * 24 * 60 * 60;
 
 /* Key locks one transaction may hold; -1: half of max_locks_per_transaction. */
 int			ik_max_key_locks = -1;
+
+/* Entries of the per-scope statistics (scope_stats.c); 0: none. */
+int			ik_scope_stats_max = 5000;
 
 /* Whether this session may TRUNCATE idempotency.keys (truncate_guard.c). */
 bool		ik_allow_truncate = false;
@@ -171,6 +175,21 @@ ik_define_gucs(void)
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
+
+	/*
+	 * A size of shared memory, so only the postmaster sets it, and only a
+	 * preloaded library may define such a setting: a backend that loads
+	 * the library later has no table anyway.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("idempotency.scope_stats_max",
+								"Most scopes the per-scope statistics keep in shared memory.",
+								"0 keeps none.",
+								&ik_scope_stats_max,
+								5000, 0, 1000000,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
 
 	DefineCustomStringVariable("idempotency.fingerprint_secret",
 							   "Key of the HMAC-SHA256 request fingerprints.",

@@ -61,6 +61,7 @@ extern int	ik_reaper_batch_size;
 extern int	ik_reaper_rows_per_second;
 extern int	ik_max_key_locks;
 extern bool ik_allow_truncate;
+extern int	ik_scope_stats_max;
 extern void ik_define_gucs(void);
 
 /* validate.c: argument checks that raise IK400 naming the argument */
@@ -334,6 +335,33 @@ extern void ik_count(IkCounter counter, uint64 n);
 extern void ik_count_error(int sqlerrcode);
 extern Datum ik_counted_call(PGFunction fn, FunctionCallInfo fcinfo,
 							 bool is_claim);
+
+/* scope_stats.c: per-scope counters in shared memory (preloaded library only) */
+typedef enum IkScopeCounter
+{
+	IK_SCOPE_CLAIMS_NEW,
+	IK_SCOPE_CLAIMS_REPLAY,
+	IK_SCOPE_CLAIMS_RESUME,
+	IK_SCOPE_CLAIMS_SHADOW,		/* of the new ones, those made in shadow */
+	IK_SCOPE_ERRORS_IK409,
+	IK_SCOPE_ERRORS_IK410,
+	IK_SCOPE_ERRORS_IK422,
+	IK_SCOPE_ERRORS_IK428,
+	IK_SCOPE_RELEASES_5XX,
+	IK_SCOPE_SHADOW_WOULD_REPLAY,
+	IK_SCOPE_SHADOW_WOULD_CONFLICT,
+	IK_SCOPE_SHADOW_WOULD_IK422,
+	IK_SCOPE_SHADOW_WOULD_IK410,
+	IK_SCOPE_NUM_COUNTERS
+} IkScopeCounter;
+
+extern void ik_scope_stats_install_hooks(void);
+extern text *ik_scope_call_begin(void);
+extern void ik_scope_call_end(text *outer);
+extern void ik_scope_call_scope(text *scope);
+extern void ik_scope_count_counter(IkCounter counter, uint64 n);
+extern void ik_scope_count_call(IkScopeCounter counter);
+extern void ik_scope_count(text *scope, IkScopeCounter counter);
 
 /* oncommit.c: what counts only once it committed */
 extern void ik_count_on_commit(IkCounter counter, uint64 n);

@@ -260,6 +260,7 @@ checkpoint(FunctionCallInfo fcinfo)
 	IkRow		row;
 	IkWrite		w;
 
+	ik_scope_call_scope(scope);
 	ik_require_writable("idempotency.checkpoint()");
 
 	if (lock_lease(scope, key, token, "checkpoint", &row))

@@ -32,5 +32,6 @@ _PG_init(void)
 	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
 		return;
 	ik_stats_install_hooks();
+	ik_scope_stats_install_hooks();
 	ik_register_reaper_launcher();
 }

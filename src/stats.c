@@ -177,6 +177,7 @@ ik_count(IkCounter counter, uint64 n)
 	if (slot == NULL)
 		return;
 	pg_atomic_fetch_add_u64(&slot->counters[counter], n);
+	ik_scope_count_counter(counter, n);
 	if (counter == IK_REAPER_RUNS)
 		pg_atomic_write_u64(&slot->last_reap, (uint64) GetCurrentTimestamp());
 }
@@ -210,13 +211,15 @@ static void count_claim_latency(instr_time started);
 /*
  * Call fn, counting the SQLSTATE of any error of ours that it raises on its
  * way out, and, for a claim, its latency whatever the outcome.  Every
- * SQL-callable function of the extension goes through here.
+ * SQL-callable function of the extension goes through here; what the call
+ * counted for the scope it names goes to scope_stats.c as it ends.
  */
 Datum
 ik_counted_call(PGFunction fn, FunctionCallInfo fcinfo, bool is_claim)
 {
 	volatile Datum result = (Datum) 0;
 	instr_time	started;
+	text	   *outer_scope = ik_scope_call_begin();
 
 	INSTR_TIME_SET_CURRENT(started);
 	PG_TRY();
@@ -228,11 +231,13 @@ ik_counted_call(PGFunction fn, FunctionCallInfo fcinfo, bool is_claim)
 		ik_count_error(geterrcode());
 		if (is_claim)
 			count_claim_latency(started);
+		ik_scope_call_end(outer_scope);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	if (is_claim)
 		count_claim_latency(started);
+	ik_scope_call_end(outer_scope);
 	return result;
 }
 

@@ -100,6 +100,7 @@ check_no_open_claim(const char *action)
 			claim->policy.mode != IK_MODE_ENFORCE)
 			continue;
 		ik_count(IK_ERRORS_IK428, 1);
+		ik_scope_count(claim->scope, IK_SCOPE_ERRORS_IK428);
 		ereport(ERROR,
 				(errcode(ERRCODE_IK_PROTOCOL_VIOLATION),
 				 errmsg("cannot %s with idempotency key \"%s\" still claimed",

@@ -77,6 +77,8 @@ $node->safe_psql('postgres', q{
 	GRANT SELECT ON idempotency.stats TO monitor;
 	GRANT SELECT (state, retain_until, lease_expires_at) ON idempotency.keys TO monitor;
 	GRANT EXECUTE ON FUNCTION idempotency.read_stats() TO monitor;
+	GRANT SELECT ON idempotency.scope_stats TO monitor;
+	GRANT EXECUTE ON FUNCTION idempotency.read_scope_stats() TO monitor;
 });
 
 # The columns the queries need, not the stored responses.
@@ -131,9 +133,21 @@ $node->safe_psql('postgres', q{
 	        now() - interval '3 hours', now() + interval '21 hours', now() + interval '4 days');
 });
 
+# 30 more scopes, one completed claim each: more than the top 25 the
+# exporter keeps per database.
+$node->safe_psql('postgres', q{
+	DO $$ BEGIN
+		FOR i IN 1 .. 30 LOOP
+			PERFORM idempotency.claim('tenant_' || i, 'k', '\x01');
+			PERFORM idempotency.complete('tenant_' || i, 'k', 201);
+			COMMIT;
+		END LOOP;
+	END $$;
+});
+
 my $expected_count = $node->safe_psql('postgres', q{
 	SELECT claim_latency_seconds_count FROM idempotency.stats WHERE database = 'postgres'});
-is($expected_count, 6, 'the six claims are timed, the refused ones included');
+is($expected_count, 36, 'the 36 claims are timed, the refused ones included');
 
 # --- the exporter -------------------------------------------------------------
 my $exporter_pid;
@@ -238,11 +252,11 @@ sub value
 }
 
 my %db = (database => 'postgres');
-is(value('idempotency_claims_new_total', %db), 2, 'idempotency_claims_new_total = 2');
+is(value('idempotency_claims_new_total', %db), 32, 'idempotency_claims_new_total = 32');
 is(value('idempotency_claims_replay_total', %db), 2, 'idempotency_claims_replay_total = 2');
 is(value('idempotency_errors_ik409_total', %db), 1, 'idempotency_errors_ik409_total = 1');
 is(value('idempotency_errors_ik422_total', %db), 1, 'idempotency_errors_ik422_total = 1');
-is(value('idempotency_completions_total', %db), 1, 'idempotency_completions_total = 1');
+is(value('idempotency_completions_total', %db), 31, 'idempotency_completions_total = 31');
 is(value('idempotency_claims_resume_total', %db), 0, 'no resume');
 is(value('idempotency_reaper_runs_total', %db), 1, 'one reap: reaper_runs_total = 1');
 is(value('idempotency_reaper_skipped_rows_total', %db), 0, 'reaper_skipped_rows_total is exported');
@@ -275,6 +289,25 @@ is(value('idempotency_durable_claims_abandoned', %db), 1,
 	'one of them with a lease lapsed over an hour ago');
 cmp_ok(value('idempotency_durable_claims_oldest_lapse_seconds', %db) // 0, '>=', 7200,
 	'its lease lapsed two hours ago');
+
+# the top scopes: bounded, the scope with errors first
+my %shop = (database => 'postgres', scope => 'shop');
+is(value('idempotency_scope_claims_new_total', %shop), 2, 'scope shop: 2 new claims');
+is(value('idempotency_scope_claims_replay_total', %shop), 2, 'scope shop: 2 replays');
+is(value('idempotency_scope_errors_ik422_total', %shop), 1, 'scope shop: one IK422');
+is(value('idempotency_scope_errors_ik409_total', %shop), 1, 'scope shop: one IK409');
+cmp_ok(value('idempotency_scope_tracked_since_timestamp_seconds', %shop) // 0, '>', 1e9,
+	'scope shop: tracked since a Unix time');
+like($metrics, qr/^# TYPE idempotency_scope_errors_ik422_total counter$/m, 'the scope counters are counters');
+my @scopes;
+for my $line (split /\n/, $metrics)
+{
+	next unless $line =~ /^idempotency_scope_claims_new_total\{(.*)\} /;
+	my %have = $1 =~ /(\w+)="((?:[^"\\]|\\.)*)"/g;
+	push @scopes, $have{scope} if ($have{database} // '') eq 'postgres';
+}
+is(scalar @scopes, 25, 'of 31 scopes, the exporter exports the top 25');
+ok((grep { $_ eq 'shop' } @scopes), 'among them the one with errors');
 
 # the "other databases" slot is labelled, and nothing failed
 is(value('idempotency_claims_new_total', database => '(other)'), 0,
