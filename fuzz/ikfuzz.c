@@ -2792,6 +2792,7 @@ typedef struct MKey
 	char		token[40];
 	char		stale[40];		/* a token fenced off by a resume, or "" */
 	bool		long_lease;		/* >= 1 hour: cannot lapse during a run */
+	bool		ended;			/* a 5xx ended the lease: the next claim resumes */
 	char	   *rp;				/* last recovery point, or NULL */
 } MKey;
 
@@ -2828,6 +2829,7 @@ mkey_set_done(MKey *mk, int fp, int status, const char *body, const char *header
 	mk->body = xstrdup(body);
 	mk->headers = xstrdup(headers);
 	mk->token[0] = mk->stale[0] = '\0';
+	mk->ended = false;
 }
 
 static void
@@ -2839,6 +2841,7 @@ mkey_set_absent(MKey *mk)
 	free(mk->rp);
 	mk->body = mk->headers = mk->rp = NULL;
 	mk->token[0] = mk->stale[0] = '\0';
+	mk->ended = false;
 }
 
 /* A response body, or headers (a JSON object), to store: text or NULL. */
@@ -2963,6 +2966,19 @@ check_model_claim(Res *r, MKey *mk, int fp, bool durable, bool may_resume,
 				EXPECT(r, "claim of a durable claim with another fingerprint", "IK422");
 				break;
 			}
+			if (mk->ended)
+			{
+				EXPECT(r, "claim of a durable claim whose lease a 5xx ended", "ok");
+				o = claim_outcome(r);
+				check(strcmp(o, "resume") == 0, r,
+					  "a durable claim whose lease a 5xx ended is not 'resume'd");
+				check(val(r, 0, 6) && strcmp(val(r, 0, 6), mk->token) != 0, r,
+					  "a resume did not hand out a new lease token");
+				check(mk->rp && val(r, 0, 4) && strcmp(mk->rp, val(r, 0, 4)) == 0, r,
+					  "resume returned recovery point %s, the last checkpoint was %s",
+					  val(r, 0, 4) ? val(r, 0, 4) : "NULL", mk->rp ? mk->rp : "NULL");
+				break;
+			}
 			if (mk->long_lease || !may_resume)
 			{
 				EXPECT(r, "claim of a durable claim whose lease is live", "IK409");
@@ -3073,6 +3089,7 @@ op_model_request(void)
 		/* a resumed durable claim: the new token holds it now */
 		memcpy(mk->stale, mk->token, sizeof(mk->stale));
 		snprintf(mk->token, sizeof(mk->token), "%s", val(&r, 0, 6));
+		mk->ended = false;
 		r = finish(&A, true);
 		EXPECT(&r, "COMMIT of a resume", "ok");
 		return;
@@ -3243,6 +3260,7 @@ op_model_durable(void)
 				memcpy(mk->stale, mk->token, sizeof(mk->stale));
 				snprintf(mk->token, sizeof(mk->token), "%s", newtok);
 				mk->long_lease = long_lease;
+				mk->ended = false;
 			}
 		}
 		return;
@@ -3267,8 +3285,10 @@ op_model_durable(void)
 					EXPECT(&r, "checkpoint() with the live token", "ok");
 					if (commit)
 					{
+						/* the checkpoint renews the lease */
 						free(mk->rp);
 						mk->rp = xstrdup(rp.s);
+						mk->ended = false;
 					}
 				}
 				else
@@ -3289,6 +3309,8 @@ op_model_durable(void)
 					{
 						if (status < 500)
 							mkey_set_done(mk, mk->fp, status, body, headers);	/* keeps rp */
+						else if (mk->rp)
+							mk->ended = true;	/* kept, to resume from mk->rp */
 						else
 							mkey_set_absent(mk);
 					}
