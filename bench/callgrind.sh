@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench-callgrind`: instructions the server backend retires per
+# `make bench-callgrind` (bench/bench.mk: installs the build first): instructions the server backend retires per
 # transaction of each benchmark case (bench/pgbench/*.sql), counted with
 # valgrind's callgrind on one client: exact and repeatable, unlike timings
 # on a shared machine.  Each case runs twice, N1 and N2 transactions, in a
@@ -22,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PG_CONFIG=${PG_CONFIG:-pg_config}
 bindir=$("$PG_CONFIG" --bindir)
-cases=${CALLGRIND_CASES:-floor-rtt ceiling-rtt ext-new-rtt ext-replay-rtt floor-pipeline ceiling-pipeline ext-new-pipeline ext-new-churn-rtt}
+cases=${CALLGRIND_CASES:-floor-rtt ceiling-rtt raw-rtt ext-new-rtt ext-replay-rtt floor-pipeline ceiling-pipeline raw-pipeline ext-new-pipeline ext-new-churn-rtt}
 n1=${CALLGRIND_N1:-200}
 n2=${CALLGRIND_N2:-1200}
 churn_warmup=${CALLGRIND_CHURN_WARMUP:-6000}
