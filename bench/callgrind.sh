@@ -99,8 +99,16 @@ backend_ir() {
   as_pg pgbench -n -M prepared -h "$work" -p "$port" -U postgres -c 1 -t "$n" \
     -D fingerprint="\\x$fp_hex" -D replay_keys=$replay_keys -D tenants=$tenants \
     -f "$script" postgres >"$work/pgbench.log" 2>&1 || { cat "$work/pgbench.log" >&2; exit 1; }
-  settle
-  new=$(comm -13 <(echo "$before") <(ls "$work/cg"))
+  # pgbench's two backends (its first connection and the client's) each
+  # write their profile when they exit, which valgrind can take seconds to
+  # begin on a loaded machine: wait for both, or a profile missed here
+  # would be taken for the client's
+  for _ in $(seq 1 240); do
+    settle
+    new=$(comm -13 <(echo "$before") <(ls "$work/cg"))
+    [ "$(wc -w <<<"$new")" -lt 2 ] || break
+    sleep 0.5
+  done
   for f in $new; do
     ir=$(awk '/^totals:/ {print $2; exit}' "$work/cg/$f")
     [ "${ir:-0}" -le "$best" ] || best=$ir
