@@ -8,16 +8,26 @@
 # The overlays go away with the namespace when COMMAND exits.
 #
 # As root (unshare and mount need it).  IDEMPOTENCY_PRIVATE_INSTALL=0 runs
-# COMMAND as it is, installing into the system's directories.
+# COMMAND as it is, installing into the system's directories; so does a
+# machine where a mount namespace with an overlay cannot be made (not root,
+# or a container without CAP_SYS_ADMIN), with a note saying so.
 set -euo pipefail
 [ $# -gt 0 ] || { echo "usage: $0 COMMAND [ARGS...]" >&2; exit 2; }
 if [ "${IDEMPOTENCY_PRIVATE_INSTALL:-1}" = 0 ] || [ -n "${IDEMPOTENCY_IN_PRIVATE_INSTALL-}" ]; then
   exec "$@"
 fi
-[ "$(id -u)" -eq 0 ] || { echo "private-install: needs root (or IDEMPOTENCY_PRIVATE_INSTALL=0)" >&2; exit 1; }
 overlay=$(mktemp -d /tmp/idempotency-overlay.XXXXXX)
 chmod 755 "$overlay"
 trap 'rm -rf "$overlay"' EXIT
+mkdir -p "$overlay/probe/lower" "$overlay/probe/upper" "$overlay/probe/work" "$overlay/probe/mnt"
+if [ "$(id -u)" -ne 0 ] || ! unshare --mount --propagation private sh -c \
+    "mount -t overlay overlay -o lowerdir=$overlay/probe/lower,upperdir=$overlay/probe/upper,workdir=$overlay/probe/work $overlay/probe/mnt" \
+    >/dev/null 2>&1; then
+  echo "private-install: no private mount namespace here; installing into the system's directories" >&2
+  rm -rf "$overlay"; trap - EXIT
+  exec "$@"
+fi
+rm -rf "$overlay/probe"
 export IDEMPOTENCY_IN_PRIVATE_INSTALL=$overlay
 # Not exec: the trap removes the overlay's directory afterwards.
 unshare --mount --propagation private bash -c '
