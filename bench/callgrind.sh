@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench-callgrind`: instructions the server backend retires per
+# `make bench-callgrind` (bench/bench.mk: installs the build first): instructions the server backend retires per
 # transaction of each benchmark case (bench/pgbench/*.sql), counted with
 # valgrind's callgrind on one client: exact and repeatable, unlike timings
 # on a shared machine.  Each case runs twice, N1 and N2 transactions, in a
@@ -22,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PG_CONFIG=${PG_CONFIG:-pg_config}
 bindir=$("$PG_CONFIG" --bindir)
-cases=${CALLGRIND_CASES:-floor-rtt ceiling-rtt ext-new-rtt ext-replay-rtt floor-pipeline ceiling-pipeline ext-new-pipeline ext-new-churn-rtt}
+cases=${CALLGRIND_CASES:-floor-rtt ceiling-rtt raw-rtt ext-new-rtt ext-replay-rtt floor-pipeline ceiling-pipeline raw-pipeline ext-new-pipeline ext-new-churn-rtt}
 n1=${CALLGRIND_N1:-200}
 n2=${CALLGRIND_N2:-1200}
 churn_warmup=${CALLGRIND_CHURN_WARMUP:-6000}
@@ -99,8 +99,16 @@ backend_ir() {
   as_pg pgbench -n -M prepared -h "$work" -p "$port" -U postgres -c 1 -t "$n" \
     -D fingerprint="\\x$fp_hex" -D replay_keys=$replay_keys -D tenants=$tenants \
     -f "$script" postgres >"$work/pgbench.log" 2>&1 || { cat "$work/pgbench.log" >&2; exit 1; }
-  settle
-  new=$(comm -13 <(echo "$before") <(ls "$work/cg"))
+  # pgbench's two backends (its first connection and the client's) each
+  # write their profile when they exit, which valgrind can take seconds to
+  # begin on a loaded machine: wait for both, or a profile missed here
+  # would be taken for the client's
+  for _ in $(seq 1 240); do
+    settle
+    new=$(comm -13 <(echo "$before") <(ls "$work/cg"))
+    [ "$(wc -w <<<"$new")" -lt 2 ] || break
+    sleep 0.5
+  done
   for f in $new; do
     ir=$(awk '/^totals:/ {print $2; exit}' "$work/cg/$f")
     [ "${ir:-0}" -le "$best" ] || best=$ir

@@ -12,3 +12,21 @@ CREATE TABLE bench.charges (
 	amount bigint NOT NULL,
 	created_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- The raw case (issue 12): the least storage work any per-request key
+-- design must do, in plain SQL and with no safety at all (no lock, no
+-- fingerprint check, no expiry, no commit guard): a keys table with the
+-- same primary key as idempotency.keys -- (key, scope), both text COLLATE
+-- "C" -- and the columns a stored response needs, no other index and no
+-- constraint.  bench/pgbench/raw-*.sql probe it with a SELECT, insert the
+-- charge and then the key row with its response, in one transaction.
+CREATE SCHEMA raw;
+
+CREATE TABLE raw.keys (
+	scope			text		COLLATE "C" NOT NULL,
+	key				text		COLLATE "C" NOT NULL,
+	fingerprint		bytea		NOT NULL,
+	response_status	integer,
+	response_body	jsonb,
+	PRIMARY KEY (key, scope)
+);
