@@ -291,14 +291,16 @@ if [ "$mode" = sanitize ]; then
   # detect_leaks=0: the postmaster's and backends' own allocations are not ours and are
   # deliberately left to process exit.  abort_on_error: a report ends the process with
   # SIGABRT, so the postmaster logs it and the test that caused it fails.
-  make_wrapped_copy "#!/bin/sh
+  # exec -a keeps the wrapper as the server's argv[0]: postmaster.opts records it, and
+  # pg_ctl restart (PostgreSQL::Test::Cluster->restart) starts the server through it again.
+  make_wrapped_copy "#!/bin/bash
 # test-sanitize: the server with gcc's ASan runtime preloaded, for an idempotency.so built
 # with -fsanitize=address,undefined (a report aborts the process: see the server log).
 LD_PRELOAD=$asan_lib\${LD_PRELOAD:+:\$LD_PRELOAD}
 ASAN_OPTIONS=\${IDEMPOTENCY_ASAN_OPTIONS:-detect_leaks=0:halt_on_error=1:abort_on_error=1:detect_odr_violation=0:print_summary=1}
 UBSAN_OPTIONS=\${IDEMPOTENCY_UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:abort_on_error=1:print_summary=1}
 export LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS
-exec \"\$(dirname \"\$0\")/postgres.real\" \"\$@\""
+exec -a \"\$0\" \"\$(dirname \"\$0\")/postgres.real\" \"\$@\""
 elif [ "$mode" = valgrind ]; then
   phase "valgrind copy in $prefix"
   # initdb's bootstrap/single-user runs and version or config queries skip valgrind: the
