@@ -36,6 +36,8 @@
 #define ERRCODE_IK_EXPIRED				MAKE_SQLSTATE('I','K','4','1','0')
 /* the key was first used with a different request fingerprint */
 #define ERRCODE_IK_FINGERPRINT_MISMATCH MAKE_SQLSTATE('I','K','4','2','2')
+/* the call ran on a Citus node that does not hold the scope's shard */
+#define ERRCODE_IK_MISDIRECTED			MAKE_SQLSTATE('I','K','4','2','1')
 /* the caller broke the claim protocol */
 #define ERRCODE_IK_PROTOCOL_VIOLATION	MAKE_SQLSTATE('I','K','4','2','8')
 /* the keys table's shape, or one of its rows, needs an operator */
@@ -159,6 +161,8 @@ typedef struct IkTable
 	int			order_column;	/* written tables: the column rows are
 								 * scanned in order of, by order_index */
 	bool		written;		/* by the library: keep executor state */
+	Oid			fixed_relid;	/* a Citus shard: opened by this OID, not
+								 * found by relname in schema idempotency */
 
 	/* what it was found to be; rebuilt after an invalidation */
 	bool		valid;
@@ -183,6 +187,8 @@ extern IkTable ik_keys_table;
 extern IkTable ik_policies_table;
 extern void ik_tables_register_callbacks(void);
 extern Relation ik_table_open(IkTable *table, LOCKMODE lockmode);
+extern IkTable *ik_shard_table(const IkTable *shell, Oid relid,
+							   int64 shardid);
 extern Datum ik_table_value(const IkTable *table, TupleTableSlot *slot,
 							int column, bool *isnull);
 extern bool ik_extension_installed(void);
@@ -241,6 +247,8 @@ typedef enum IkLockResult
 /* A row the reaper may delete, as its scan found it. */
 typedef struct IkReapCandidate
 {
+	Oid			relid;			/* the table, or the Citus shard, it is in */
+	int64		shardid;		/* 0 when not a shard */
 	ItemPointerData tid;
 	uint64		keyhash;
 	TimestampTz retain_until;
@@ -258,6 +266,7 @@ extern IkLockResult ik_store_lock(text *scope, text *key, IkRow *row,
 extern void ik_store_update(text *scope, text *key, const IkRow *locked,
 							const IkWrite *w);
 extern void ik_store_delete(text *scope, text *key, const IkRow *locked);
+extern void ik_store_prepare_write(text *scope);
 extern int	ik_store_reap_scan(TimestampTz now, TimestampTz *cursor,
 							   int limit, IkReapCandidate *candidates,
 							   bool (*skip) (void *arg, uint64 keyhash,
