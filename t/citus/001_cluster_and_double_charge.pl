@@ -66,7 +66,7 @@ for my $worker ($cluster->workers)
 }
 $coord->safe_psql('postgres', q{DELETE FROM charges WHERE key = 'setup'});
 
-# --- Distributing the extension (contrib/citus/distribute.sql, tested in
+# --- Distributing the extension (idempotency.distribute(), tested in
 # 002_distribute.pl): keys.scope takes the merchant column's collation.
 like($cluster->distribute('charges'),
 	qr/idempotency\.keys\.scope now has the collation pg_catalog\."default"/,

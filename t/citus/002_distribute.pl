@@ -1,5 +1,5 @@
-# idempotency.distribute(colocate_with), the prototype in
-# contrib/citus/distribute.sql: what it refuses (changing nothing), what it
+# idempotency.distribute(colocate_with), made by the extension's scripts:
+# what it refuses (changing nothing), what it
 # makes of the keys, the policies and the functions, that a second call
 # changes nothing, that the coordinator's existing keys and policies are
 # kept, and how a node added later joins.
