@@ -50,6 +50,7 @@
 #include "catalog/pg_namespace_d.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
+#include "executor/spi.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "nodes/primnodes.h"
@@ -683,4 +684,46 @@ ik_citus_policies_placement(Oid shell, int64 *shardid)
 						   (long long) r->shardid, map->local_group),
 				 errhint("Replicate it with SELECT replicate_reference_tables() on the coordinator.")));
 	return r->relid;
+}
+
+int64
+ik_citus_reap_workers(Oid shell, int32 max_rows)
+{
+	DistMap    *map = map_for(&keys_map, shell);
+	Oid			argtypes[1] = {INT4OID};
+	Datum		args[1] = {Int32GetDatum(max_rows)};
+	int64		total = 0;
+
+	if (!map->distributed || map->local_group != 0)
+		return -1;
+
+	/*
+	 * The workers reap their own shards, where the rows are; each commits
+	 * on its own (run_command_on_workers() does not join this
+	 * transaction), as the background reaper would.  Not a hot path, so
+	 * SPI is fine here.
+	 */
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT r.nodename, r.nodeport, r.success, r.result"
+							  "  FROM pg_catalog.run_command_on_workers("
+							  "       pg_catalog.format('SELECT idempotency.reap(%s)', $1)) AS r",
+							  1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not run reap() on the workers");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *success = SPI_getvalue(tuple, desc, 3);
+		char	   *result = SPI_getvalue(tuple, desc, 4);
+
+		if (success != NULL && strcmp(success, "t") == 0 && result != NULL)
+			total += pg_strtoint64(result);
+		else
+			ereport(WARNING,
+					(errmsg("reap() failed on node %s:%s",
+							SPI_getvalue(tuple, desc, 1), SPI_getvalue(tuple, desc, 2)),
+					 errdetail("It said: %s", result ? result : "nothing")));
+	}
+	SPI_finish();
+	return total;
 }

@@ -55,4 +55,11 @@ extern List *ik_citus_local_keys_shards(Oid shell, bool *distributed);
  */
 extern Oid	ik_citus_policies_placement(Oid shell, int64 *shardid);
 
+/*
+ * reap() on the Citus coordinator of distributed keys: run reap(max_rows)
+ * on every worker, each in its own transaction there, and return the sum
+ * of what they deleted; -1 when this is not such a coordinator.
+ */
+extern int64 ik_citus_reap_workers(Oid shell, int32 max_rows);
+
 #endif							/* IDEMPOTENCY_CITUS_H */

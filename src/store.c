@@ -303,7 +303,7 @@ ik_store_prepare_write(text *scope)
 	Relation	rel;
 
 	store_enter();
-	(void) keys_open(scope, RowExclusiveLock, true, &rel);
+	(void) keys_open(scope, AccessShareLock, true, &rel);
 	table_close(rel, NoLock);
 	store_leave();
 }
