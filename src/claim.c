@@ -533,8 +533,6 @@ claim(FunctionCallInfo fcinfo)
 
 		case IK_MODE_SHADOW:
 			holds_lock = shadow_claim(&req, &replace);
-			if (holds_lock)
-				ik_store_prepare_write(req.scope);
 			if (!req.durable)
 				ik_claim_open(req.scope, req.key, req.fingerprint, req.now,
 							  &req.policy, replace, holds_lock);
@@ -570,8 +568,6 @@ claim(FunctionCallInfo fcinfo)
 			break;
 	}
 
-	/* under Citus, the scope's shard must not move while the key is held */
-	ik_store_prepare_write(req.scope);
 	if (row.found && !row.completed)
 		ik_report_abandoned(req.scope, req.key, row.recovery_point);
 	ik_count(IK_CLAIMS_NEW, 1);

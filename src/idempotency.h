@@ -266,7 +266,6 @@ extern IkLockResult ik_store_lock(text *scope, text *key, IkRow *row,
 extern void ik_store_update(text *scope, text *key, const IkRow *locked,
 							const IkWrite *w);
 extern void ik_store_delete(text *scope, text *key, const IkRow *locked);
-extern void ik_store_prepare_write(text *scope);
 extern int	ik_store_reap_scan(TimestampTz now, TimestampTz *cursor,
 							   int limit, IkReapCandidate *candidates,
 							   bool (*skip) (void *arg, uint64 keyhash,

@@ -267,6 +267,16 @@ lookup_scankeys(IkTable *table, Relation index, text *scope, text *key,
  * local shard (citus.c), never the shell.  With write, Citus's
  * shard-metadata lock is taken first, so that a move or split of the
  * shard cannot complete under the write and lose it.
+ *
+ * A claim that answers 'new' writes nothing, so it takes no such lock: in
+ * an explicit transaction through the coordinator, the charge's INSERT
+ * that follows takes the same lock in share mode on the coordinator, and a
+ * move holding it there exclusively while it waits for the worker's would
+ * be a distributed deadlock.  Nothing is lost by that: the claim's
+ * completion runs in the same backend (its open claim is there) and
+ * re-checks the placement under the lock, so a claim that a move overtook
+ * can only fail (IK421), and a charge inserted before the move holds the
+ * move back until its transaction ends.
  */
 static IkTable *
 keys_open(text *scope, LOCKMODE lockmode, bool write, Relation *rel)
@@ -288,24 +298,6 @@ keys_open(text *scope, LOCKMODE lockmode, bool write, Relation *rel)
 	table = ik_shard_table(&ik_keys_table, shard, shardid);
 	*rel = ik_table_open(table, lockmode);
 	return table;
-}
-
-/*
- * A claim that will write its key's row later (complete(), release())
- * takes the shard's lock now, while it holds the key's lock: a move
- * completing in between would let a duplicate claim the key on the new
- * node while this claim still holds it on the old one.  Nothing to do
- * when the keys are not distributed.
- */
-void
-ik_store_prepare_write(text *scope)
-{
-	Relation	rel;
-
-	store_enter();
-	(void) keys_open(scope, AccessShareLock, true, &rel);
-	table_close(rel, NoLock);
-	store_leave();
 }
 
 /*
