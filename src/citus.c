@@ -250,10 +250,11 @@ placement_in_group(const CitusCatalog *cat, int64 shardid, int32 group)
 	bool		found = false;
 	bool		isnull;
 
-	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_INT8EQ,
-				Int64GetDatum(shardid));
-	ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_INT4EQ,
-				Int32GetDatum(group));
+	/* systable scans take the heap's attribute numbers */
+	ScanKeyInit(&skey[0], column(rel, "shardid", INT8OID),
+				BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(shardid));
+	ScanKeyInit(&skey[1], column(rel, "groupid", INT4OID),
+				BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(group));
 	scan = systable_beginscan(rel, cat->placement_by_shard_group, true, NULL,
 							  2, skey);
 	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
@@ -286,8 +287,8 @@ shard_node(const CitusCatalog *cat, int64 shardid)
 	char	   *where = NULL;
 
 	rel = table_open(cat->placement, AccessShareLock);
-	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_INT8EQ,
-				Int64GetDatum(shardid));
+	ScanKeyInit(&skey, column(rel, "shardid", INT8OID), BTEqualStrategyNumber,
+				F_INT8EQ, Int64GetDatum(shardid));
 	scan = systable_beginscan(rel, cat->placement_by_shard, true, NULL, 1,
 							  &skey);
 	while (!found && HeapTupleIsValid(tuple = systable_getnext(scan)))
@@ -420,8 +421,8 @@ build_map(DistMap *map, Oid shell)
 		return;
 
 	rel = table_open(map->cat.partition, AccessShareLock);
-	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(shell));
+	ScanKeyInit(&skey, column(rel, "logicalrelid", REGCLASSOID),
+				BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(shell));
 	scan = systable_beginscan(rel, map->cat.partition_by_relid, true, NULL, 1,
 							  &skey);
 	tuple = systable_getnext(scan);
@@ -464,6 +465,8 @@ build_map(DistMap *map, Oid shell)
 	map->shards = palloc(sizeof(ShardRange) * allocated);
 	MemoryContextSwitchTo(old);
 	rel = table_open(map->cat.shard, AccessShareLock);
+	ScanKeyInit(&skey, column(rel, "logicalrelid", REGCLASSOID),
+				BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(shell));
 	scan = systable_beginscan(rel, map->cat.shard_by_relid, true, NULL, 1,
 							  &skey);
 	while (HeapTupleIsValid(tuple = systable_getnext(scan)))

@@ -100,8 +100,8 @@ my ($ret, $out, $err) = $worker1->psql('postgres', q{SELECT idempotency.distribu
 like($err, qr/55000: idempotency\.distribute\(\) must run on the Citus coordinator/,
 	'distribute() on a worker is refused');
 $worker2->safe_psql('postgres', q{
-	INSERT INTO idempotency.keys (scope, key, fingerprint, state, created_at, expires_at, retain_until)
-	VALUES ('stray', 'k', '\x01', 'completed', now(), now() + interval '1 day', now() + interval '7 days')});
+	INSERT INTO idempotency.keys (scope, key, fingerprint, state, response_status, created_at, expires_at, retain_until)
+	VALUES ('stray', 'k', '\x01', 'completed', 201, now(), now() + interval '1 day', now() + interval '7 days')});
 ($ret, $out, $err) = $coord->psql('postgres', q{SELECT idempotency.distribute('charges')},
 	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
 like($err, qr/55000: node 127\.0\.0\.1:\d+ has rows in idempotency\.keys or idempotency\.policies/,
