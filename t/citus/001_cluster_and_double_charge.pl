@@ -61,7 +61,7 @@ for my $worker ($cluster->workers)
 		my $shard = $cluster->shard_for('charges', $m);
 		is( $worker->safe_psql('postgres',
 				"SELECT count(*) FROM public.charges_$shard WHERE merchant = '$m'"),
-			'1', "$m's charge is in its shard on " . $worker->name);
+			'1', "${m}'s charge is in its shard on " . $worker->name);
 	}
 }
 $coord->safe_psql('postgres', q{DELETE FROM charges WHERE key = 'setup'});
