@@ -1,6 +1,7 @@
 # Payments under load through the coordinator, on a real Citus cluster:
 # 16 clients over 40 hot keys (20 merchants on two workers, two keys
-# each), each request one explicit transaction (claim; if 'new', charge and
+# each, a new generation of keys every 2 s so that new claims race all the
+# time), each request one explicit transaction (claim; if 'new', charge and
 # complete; commit), for 20 s with a worker killed (-m immediate) and
 # restarted in the middle; then again while one shard moves with
 # block_writes and another with logical replication.  After each phase:
@@ -31,31 +32,54 @@ my $per_worker = $cluster->values_per_worker('charges', 10, 'm');
 my @merchants = (@{ $per_worker->{worker1} }, @{ $per_worker->{worker2} });
 my $dir = PostgreSQL::Test::Utils::tempdir;
 
-# Clients: forked processes, each paying random keys of @$keys through the
-# coordinator until the deadline, one line per request in its file.  They
-# leave with POSIX::_exit, so that the test's END blocks (which stop the
-# nodes) run in this process only.
+# One request through a session on the coordinator: the outcome, or
+# "error: ..." with the start of the error's message.
+sub pay_in
+{
+	my ($psql, $m, $k) = @_;
+	$psql->{stderr} = '';
+	my ($out) = $psql->query(qq{
+		\\set outcome error
+		\\set is_new false
+		BEGIN;
+		SELECT outcome, outcome = 'new' AS is_new
+		  FROM idempotency.claim('$m', '$k', '\\x01') \\gset
+		\\if :is_new
+		INSERT INTO charges (merchant, key, amount) VALUES ('$m', '$k', 100);
+		SELECT idempotency.complete('$m', '$k', 201) \\gset
+		\\endif
+		COMMIT;
+		\\echo :outcome});
+	return $psql->{stderr} =~ /ERROR:  (.{0,60})/ ? "error: $1"
+	  : $out =~ /^(new|replay)$/m ? $1 : "error: $out";
+}
+
+# Clients: forked processes, each with one session on the coordinator,
+# paying random keys of the current generation until the deadline, one
+# line per request in its file.  They leave with POSIX::_exit, so that the
+# test's END blocks (which stop the nodes) run in this process only.
 sub start_clients
 {
-	my ($phase, $keys, $seconds) = @_;
-	my $deadline = time + $seconds;
+	my ($phase, $seconds) = @_;
+	my $start = time;
 	my @pids;
 	for my $i (1 .. $clients)
 	{
 		my $pid = fork // die "fork: $!";
 		if ($pid == 0)
 		{
+			Test::More->builder->output('/dev/null');
 			srand($$ ^ time);
 			open my $log, '>', "$dir/$phase.$i" or POSIX::_exit(1);
-			while (time < $deadline)
+			my $psql = $coord->background_psql('postgres', on_error_stop => 0);
+			while (time < $start + $seconds)
 			{
-				my ($m, $k) = @{ $keys->[ int rand @$keys ] };
-				my $result = $cluster->pay($coord, $m, $k);
-				my $what = $result =~ /^(new|replay)$/ ? $1
-				  : $result =~ /ERROR:  (\w+:)?\s*(.{0,60})/ ? "error: $2"
-				  : 'error: ' . substr($result =~ s/\s+/ /gr, 0, 60);
-				print $log "$what\n";
+				my $m = $merchants[ int rand @merchants ];
+				my $k = sprintf('%s%d-%d', $phase, int((time - $start) / 2), 1 + int rand 2);
+				my $what = pay_in($psql, $m, $k);
+				print $log "$m\t$k\t$what\n";
 			}
+			$psql->quit;
 			close $log;
 			POSIX::_exit(0);
 		}
@@ -75,11 +99,13 @@ sub wait_clients
 		while (my $line = <$log>)
 		{
 			chomp $line;
-			$seen{ $line =~ /^error/ ? 'error' : $line }++;
-			$seen{errors}{$line}++ if $line =~ /^error/;
+			my ($m, $k, $what) = split /\t/, $line;
+			$seen{keys}{"$m\t$k"} = [ $m, $k ];
+			$seen{ $what =~ /^error/ ? 'error' : $what }++;
+			$seen{errors}{$what}++ if $what =~ /^error/;
 		}
 	}
-	note("$phase: " . join(', ', map { "$_ $seen{$_}" } grep { $_ ne 'errors' } sort keys %seen));
+	note("$phase: " . join(', ', map { "$_ $seen{$_}" } grep { !ref $seen{$_} } sort keys %seen));
 	note("$phase: $_ x$seen{errors}{$_}") for sort keys %{ $seen{errors} // {} };
 	return \%seen;
 }
@@ -120,14 +146,16 @@ sub check_retries
 {
 	my ($phase, $keys) = @_;
 	my ($charges) = ledger();
+	my $psql = $coord->background_psql('postgres', on_error_stop => 0);
 	my @wrong;
 	for my $mk (@$keys)
 	{
 		my ($m, $k) = @$mk;
 		my $want = $charges->{"$m/$k"} ? 'replay' : 'new';
-		my $got = $cluster->pay($coord, $m, $k);
+		my $got = pay_in($psql, $m, $k);
 		push @wrong, "$m/$k: $got (wanted $want)" if $got ne $want;
 	}
+	$psql->quit;
 	is(scalar(@wrong), 0, "$phase: each retry afterwards replays a charged key, or charges a key never charged")
 	  or diag(join("\n", @wrong));
 	($charges) = ledger();
@@ -136,9 +164,8 @@ sub check_retries
 }
 
 # --- Phase 1: a worker killed and restarted in the middle of the load.
-my @hot = map { my $m = $_; map { [ $m, "hot$_" ] } 1 .. 2 } @merchants;
-is(scalar(@hot), 40, '40 hot keys over 20 merchants on both workers');
-my $pids = start_clients('kill', \@hot, 20);
+is(scalar(@merchants), 20, '20 merchants, 10 on each worker');
+my $pids = start_clients('kill', 20);
 sleep 7;
 $worker1->stop('immediate');
 note('worker1 killed');
@@ -150,12 +177,12 @@ ok($seen->{new} && $seen->{replay}, 'the clients got both new and replayed reque
 ok($seen->{error}, 'and errors while worker1 was down (or the keys were in use)');
 my $charged = check_ledger('worker killed');
 cmp_ok($charged, '>', 0, 'some requests were charged');
+my @hot = values %{ $seen->{keys} };
 check_retries('worker killed', \@hot);
 
 # --- Phase 2: shard moves in the middle of the load, one in each mode.
-my @moving = map { my $m = $_; map { [ $m, "move$_" ] } 1 .. 2 } @merchants;
 my ($m1, $m2) = ($per_worker->{worker1}[0], $per_worker->{worker2}[0]);
-$pids = start_clients('move', \@moving, 14);
+$pids = start_clients('move', 14);
 my %move = (
 	$m1 => [ $worker1, $worker2, 'block_writes', 3 ],
 	$m2 => [ $worker2, $worker1, 'force_logical', 4 ]);
@@ -174,6 +201,7 @@ for my $m ($m1, $m2)
 $seen = wait_clients('move', $pids);
 ok($seen->{new} && $seen->{replay}, 'the clients got both new and replayed requests during the moves');
 check_ledger('shards moved');
+my @moving = values %{ $seen->{keys} };
 check_retries('shards moved', \@moving);
 check_retries('after both phases', [ @hot, @moving ]);
 
