@@ -78,6 +78,39 @@ cmp_ok($worker2->safe_psql('postgres',
 is_deeply($cluster->shell_rows, { coordinator => 0, worker1 => 0, worker2 => 0 },
 	'no node has a row in its shell of idempotency.keys');
 
+# --- A split and a rebalance: the keys go with their shards, and a session
+# that paid before (its Citus connections to the workers, and their shard
+# maps, cached) replays afterwards.
+my $session = $coord->background_psql('postgres', on_error_stop => 0);
+sub replay_in_session
+{
+	my ($m, $k) = @_;
+	my ($out) = $session->query(
+		"SELECT outcome FROM idempotency.claim('$m', '$k', '\\x01')");
+	return $out;
+}
+is(replay_in_session($long[0], 'a1'), 'replay', "$long[0]: a1 replays before the split");
+my $shard = $cluster->shard_for('charges', $long[0]);
+my $nodes = $coord->safe_psql('postgres', sprintf(q{
+	SELECT string_agg(nodeid::text, ',' ORDER BY nodeport) FROM pg_dist_node WHERE nodeport IN (%d, %d)},
+	$worker1->port, $worker2->port));
+my ($ret, $out, $err) = $coord->psql('postgres', qq{
+	SELECT citus_split_shard_by_split_points($shard,
+		ARRAY[((shardminvalue::bigint + shardmaxvalue::bigint) / 2)::text], ARRAY[$nodes], 'block_writes')
+	  FROM pg_dist_shard WHERE shardid = $shard});
+is($ret, 0, "the shard of $long[0] splits in two, one half on each worker") or diag($err);
+isnt($cluster->shard_for('idempotency.keys', $long[0]), $shard, "$long[0]'s keys are in a new shard");
+is(replay_in_session($long[0], "a$_"), 'replay', "$long[0]: a$_ replays after the split") for 1 .. 3;
+($ret, $out, $err) = $coord->psql('postgres', q{SELECT rebalance_table_shards(shard_transfer_mode => 'block_writes')});
+is($ret, 0, 'rebalance_table_shards() completes') or diag($err);
+for my $m (@long)
+{
+	is(replay_in_session($m, "a$_"), 'replay', "$m: a$_ replays after the rebalance") for 1 .. 3;
+}
+$session->quit;
+is_deeply($cluster->shell_rows, { coordinator => 0, worker1 => 0, worker2 => 0 },
+	'no node has a row in its shell of idempotency.keys');
+
 # --- TRUNCATE: refused on the node where it is issued, by the guard on its
 # shell; allowed there by a superuser, it truncates every shard.
 for my $node ($coord, $worker1)
