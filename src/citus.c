@@ -150,16 +150,16 @@ catalog_drift(const char *what)
 static Oid
 catalog_relid(const char *name)
 {
-	Oid			relid = get_relname_relid(name, PG_CATALOG_NAMESPACE);
-
-	if (!OidIsValid(relid))
-		catalog_drift(psprintf("pg_catalog.%s is missing.", name));
-	return relid;
+	return get_relname_relid(name, PG_CATALOG_NAMESPACE);
 }
 
 /*
  * Find Citus's catalog; returns false when the citus extension is not
- * installed in this database.
+ * installed in this database, or has no pg_dist_partition to distribute
+ * a table with.  The rest is checked by require_catalog() only once a
+ * table of the extension is seen distributed, so that a Citus this
+ * library does not know cannot break a database that does not distribute
+ * the extension's tables.
  */
 static bool
 find_catalog(CitusCatalog *cat)
@@ -171,6 +171,8 @@ find_catalog(CitusCatalog *cat)
 		return false;
 	cat->partition = catalog_relid("pg_dist_partition");
 	cat->partition_by_relid = catalog_relid("pg_dist_partition_logical_relid_index");
+	if (!OidIsValid(cat->partition) || !OidIsValid(cat->partition_by_relid))
+		return false;
 	cat->shard = catalog_relid("pg_dist_shard");
 	cat->shard_by_relid = catalog_relid("pg_dist_shard_logical_relid_index");
 	cat->placement = catalog_relid("pg_dist_placement");
@@ -181,9 +183,20 @@ find_catalog(CitusCatalog *cat)
 	cat->lock_fn = LookupFuncName(list_make2(makeString("pg_catalog"),
 											 makeString("lock_shard_metadata")),
 								  2, argtypes, true);
+	return true;
+}
+
+static void
+require_catalog(const CitusCatalog *cat)
+{
+	if (!OidIsValid(cat->shard) || !OidIsValid(cat->shard_by_relid) ||
+		!OidIsValid(cat->placement) ||
+		!OidIsValid(cat->placement_by_shard_group) ||
+		!OidIsValid(cat->placement_by_shard) ||
+		!OidIsValid(cat->local_group) || !OidIsValid(cat->node))
+		catalog_drift("One of pg_dist_shard, pg_dist_placement, pg_dist_local_group, pg_dist_node or their indexes is missing.");
 	if (!OidIsValid(cat->lock_fn))
 		catalog_drift("Function pg_catalog.lock_shard_metadata(integer, bigint[]) is missing.");
-	return true;
 }
 
 /* The attribute number of a column of a catalog table, checked. */
@@ -441,6 +454,7 @@ build_map(DistMap *map, Oid shell)
 								 &isnull), isnull);
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
+	require_catalog(&map->cat);
 
 	/*
 	 * The keys are written on one placement only, so they must have one per

@@ -123,16 +123,25 @@ ik_shard_table(const IkTable *shell, Oid relid, int64 shardid)
 	ListCell   *lc;
 	IkTable    *table;
 	MemoryContext oldcontext;
+	char		name[NAMEDATALEN];
 
+	snprintf(name, sizeof(name), "%s_" INT64_FORMAT, shell->relname, shardid);
 	foreach(lc, shard_tables)
 	{
 		table = (IkTable *) lfirst(lc);
-		if (table->fixed_relid == relid)
-			return table;
+		if (table->fixed_relid != relid)
+			continue;
+		/* the OID of a dropped shard, given to another one */
+		if (strcmp(table->relname, name) != 0)
+		{
+			table->relname = MemoryContextStrdup(TopMemoryContext, name);
+			table->valid = false;
+		}
+		return table;
 	}
 	oldcontext = MemoryContextSwitchTo(TopMemoryContext);
 	table = palloc0(sizeof(IkTable));
-	table->relname = psprintf("%s_" INT64_FORMAT, shell->relname, shardid);
+	table->relname = pstrdup(name);
 	table->columns = shell->columns;
 	table->ncolumns = shell->ncolumns;
 	table->lookup = shell->lookup;
