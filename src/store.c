@@ -184,10 +184,12 @@ decode_row(IkTable *table, TupleTableSlot *slot, IkRow *row)
 			!null_column(table, slot, IK_KEYS_LEASE_DURATION) ||
 			!null_column(table, slot, IK_KEYS_LEASE_EXPIRES_AT))
 			return "it is completed but has a lease";
-		row->response.headers = (Jsonb *) copy_varlena(table, slot, IK_KEYS_RESPONSE_HEADERS);
+		row->response.headers = (Jsonb *) copy_varlena(table, slot,
+														IK_KEYS_RESPONSE_HEADERS);
 		if (row->response.headers != NULL && !JB_ROOT_IS_OBJECT(row->response.headers))
 			return "its response_headers are not a JSON object";
-		row->response.body = (Jsonb *) copy_varlena(table, slot, IK_KEYS_RESPONSE_BODY);
+		row->response.body = (Jsonb *) copy_varlena(table, slot,
+													 IK_KEYS_RESPONSE_BODY);
 	}
 	else
 	{
@@ -210,7 +212,8 @@ decode_row(IkTable *table, TupleTableSlot *slot, IkRow *row)
 			return "it is in progress without a lease_expires_at";
 		row->lease_expires_at = DatumGetTimestampTz(d);
 	}
-	row->recovery_point = (text *) copy_varlena(table, slot, IK_KEYS_RECOVERY_POINT);
+	row->recovery_point = (text *) copy_varlena(table, slot,
+												IK_KEYS_RECOVERY_POINT);
 
 	d = ik_table_value(table, slot, IK_KEYS_CREATED_AT, &isnull);
 	row->created_at = isnull ? 0 : DatumGetTimestampTz(d);
