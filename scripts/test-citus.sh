@@ -64,6 +64,12 @@ tar -cf - --exclude=./.git --exclude=./tmp_check --exclude=./results --exclude=.
     --exclude='*.o' --exclude='*.so' --exclude='*.bc' . | tar -C "$tapdir" -xf -
 $MAKE -s -C "$tapdir" --no-print-directory PG_CONFIG="$PG_CONFIG"
 $MAKE -s -C "$tapdir" --no-print-directory PG_CONFIG="$PG_CONFIG" install
+# A test-only next version for t/citus/005 (the update of a distributed
+# install), in the private namespace's overlay only: never in the system.
+if [ -n "${IDEMPOTENCY_CITUS_OVERLAY-}" ]; then
+  cp t/citus/update-test.sql \
+     "$("$PG_CONFIG" --sharedir)/extension/idempotency--0.2.0--0.2.0citustest.sql"
+fi
 
 . scripts/summary.sh
 
