@@ -362,6 +362,10 @@ DECLARE
 	fn			regprocedure;
 	had_rows	boolean;
 	changed		boolean := false;
+	ddl_propagation text;
+	mark_sql	CONSTANT text := pg_catalog.format(
+		'ALTER DATABASE %I SET idempotency.citus_distributed = on',
+		pg_catalog.current_database());
 BEGIN
 	IF colocate_with IS NULL THEN
 		RAISE EXCEPTION 'argument "colocate_with" must not be NULL'
@@ -499,7 +503,8 @@ BEGIN
 			RAISE NOTICE 'idempotency.keys.scope now has the collation % of %.%, on every node',
 				collation_sql, colocate_with, tenant.attname
 				USING DETAIL = 'A node added later needs the same change before citus_add_node(): '
-							   || 'CREATE EXTENSION idempotency CASCADE; ' || alter_scope;
+							   || 'CREATE EXTENSION idempotency CASCADE; ' || alter_scope
+							   || '; ' || mark_sql;
 		END IF;
 
 		-- Rows the coordinator had are copied into the shards; the shell
@@ -546,6 +551,26 @@ BEGIN
 														   colocate_with => keys_rel::text,
 														   force_delegation => true);
 			changed := true;
+		END IF;
+	END LOOP;
+
+	-- A mark in this database on every node, so that a node whose Citus
+	-- metadata is dropped (stop_metadata_sync_to_node()) refuses claims
+	-- (IK421) rather than answer them from its empty shell.  Idempotent;
+	-- new sessions see it.
+	ddl_propagation := pg_catalog.current_setting('citus.enable_ddl_propagation');
+	PERFORM pg_catalog.set_config('citus.enable_ddl_propagation', 'off', true);
+	EXECUTE mark_sql;
+	PERFORM pg_catalog.set_config('citus.enable_ddl_propagation', ddl_propagation, true);
+	FOR node IN
+		SELECT r.nodename, r.nodeport, r.success, r.result
+		  FROM pg_catalog.run_command_on_workers(
+				'SET citus.enable_ddl_propagation = off; ' || mark_sql) AS r
+	LOOP
+		IF NOT node.success THEN
+			RAISE EXCEPTION 'could not set idempotency.citus_distributed on node %:%',
+					node.nodename, node.nodeport
+				USING ERRCODE = '55000', DETAIL = 'It said: ' || node.result;
 		END IF;
 	END LOOP;
 

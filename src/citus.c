@@ -39,6 +39,12 @@
  * call and again only after an invalidation of the shell: the single-node
  * path reads no catalog for it.
  *
+ * A worker whose metadata was dropped (stop_metadata_sync_to_node()) has
+ * an empty catalog, exactly like a single node.  idempotency.distribute()
+ * therefore sets idempotency.citus_distributed for the database on every
+ * node, and a node where it is on but the keys are not distributed
+ * refuses claims (IK421).
+ *
  *-------------------------------------------------------------------------
  */
 #include "idempotency.h"
@@ -589,6 +595,22 @@ local_shard(DistMap *map, text *scope, int64 *shardid)
 	return r->relid;
 }
 
+/*
+ * The keys were distributed (idempotency.distribute() left its mark on
+ * this database), but this node has no Citus metadata for them: a worker
+ * after stop_metadata_sync_to_node(), which cannot tell where a scope's
+ * shard is and whose own table is an empty shell.
+ */
+static void
+raise_no_metadata(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_IK_MISDIRECTED),
+			 errmsg("idempotency.keys is distributed by Citus, but this node has no Citus metadata for it"),
+			 errdetail("idempotency.citus_distributed is on in this database, set by idempotency.distribute(); without the metadata this node cannot tell where a scope's keys are, and its own idempotency.keys is an empty shell."),
+			 errhint("Call through the coordinator or a node with metadata (start_metadata_sync_to_node() restores it), or, if the keys are no longer distributed, run ALTER DATABASE ... RESET idempotency.citus_distributed on every node.")));
+}
+
 Oid
 ik_citus_keys_shard(Oid shell, text *scope, int64 *shardid)
 {
@@ -596,7 +618,11 @@ ik_citus_keys_shard(Oid shell, text *scope, int64 *shardid)
 
 	*shardid = 0;
 	if (!map->distributed)
+	{
+		if (ik_citus_distributed)
+			raise_no_metadata();
 		return InvalidOid;
+	}
 	return local_shard(map, scope, shardid);
 }
 
@@ -657,7 +683,8 @@ ik_citus_local_keys_shards(Oid shell, bool *distributed)
 
 	AcceptInvalidationMessages();
 	map = map_for(&keys_map, shell);
-	*distributed = map->distributed;
+	/* a node without metadata has no shard to reap, and no row in its shell */
+	*distributed = map->distributed || ik_citus_distributed;
 	if (!map->distributed)
 		return NIL;
 	for (int i = 0; i < map->nshards; i++)

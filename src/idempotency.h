@@ -63,6 +63,7 @@ extern int	ik_reaper_batch_size;
 extern int	ik_reaper_rows_per_second;
 extern int	ik_max_key_locks;
 extern bool ik_allow_truncate;
+extern bool ik_citus_distributed;
 extern int	ik_scope_stats_max;
 extern void ik_define_gucs(void);
 

@@ -180,6 +180,12 @@ my ($ret, $out, $err) = $coord->psql('postgres',
 	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
 isnt($out, 'new', "a merchant on a worker without metadata: no 'new' for a completed key");
 like($err, qr/ERROR:  IK421: /, '... but IK421, from the coordinator that planned the call');
+($ret, $out, $err) = $worker2->psql('postgres',
+	"BEGIN; SELECT outcome FROM idempotency.claim('$m2', 'k1', '\\x01'); ROLLBACK;",
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err,
+	qr/ERROR:  IK421: idempotency\.keys is distributed by Citus, but this node has no Citus metadata for it/,
+	'directly on the worker without metadata: IK421 (the mark distribute() left), never its empty shell');
 $coord->safe_psql('postgres', "SELECT start_metadata_sync_to_node('127.0.0.1', " . $worker2->port . ')');
 is($cluster->pay($coord, $m2, 'k1'), 'replay', 'with its metadata back, the key replays');
 

@@ -128,6 +128,9 @@ my $notices = $cluster->distribute('charges');
 like($notices, qr/idempotency\.keys\.scope now has the collation pg_catalog\."default" of public\.charges\.merchant, on every node/,
 	'distribute() says it changed the collation of scope');
 is(scope_collations(), 'default default default', 'keys.scope has the collation of charges.merchant on every node');
+is( $coord->safe_psql('postgres', q{
+		SELECT string_agg(result, ' ') FROM run_command_on_all_nodes($$SHOW idempotency.citus_distributed$$)}),
+	'on on on', 'every node has the mark idempotency.citus_distributed for this database');
 my $colocation = $coord->safe_psql('postgres',
 	q{SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'charges'::regclass});
 my ($tables, $functions) = split /\n/, distribution();
