@@ -12,8 +12,15 @@
 #   coord-function   SELECT bench_charge(merchant, key) through the coordinator,
 #                    autocommit: a PL/pgSQL function distributed by merchant and
 #                    delegated to that worker, where it inserts the charge
-# in interleaved rounds; the median tps of each case over the rounds, and the
-# cases as ratios to coord-txn measured in the same round.  The checks: every
+#   ext-txn          BEGIN; claim; INSERT charge; complete; COMMIT through the
+#                    coordinator: a new key each time (ext-new), claim and
+#                    complete delegated with force_delegation (one hop each)
+#   ext-function     SELECT bench_pay(merchant, key): a distributed function
+#                    that claims, charges and completes on the worker
+# in interleaved rounds; the median tps of each case over the rounds, the
+# cases as ratios to coord-txn measured in the same round, and each ext case
+# as a ratio to its baseline (ext-txn to coord-txn, ext-function to
+# coord-function).  The checks: every
 # run succeeds, without failed transactions, and every charge lands.
 #
 # Environment: BENCH_CITUS_ROUNDS (default 3), BENCH_CITUS_SECONDS (10),
@@ -46,6 +53,20 @@ $coord->safe_psql('postgres', q{
 		INSERT INTO charges (merchant, key, amount) VALUES (merchant, key, 1000);
 	END $$;
 	SELECT create_distributed_function('bench_charge(text, bigint)', 'merchant',
+									   colocate_with => 'charges');
+	SELECT idempotency.distribute('charges');
+	CREATE FUNCTION bench_pay(merchant text, key bigint) RETURNS text LANGUAGE plpgsql AS $$
+	DECLARE
+		o text;
+	BEGIN
+		SELECT outcome INTO o FROM idempotency.claim(merchant, key::text, '\x01');
+		IF o = 'new' THEN
+			INSERT INTO charges (merchant, key, amount) VALUES (merchant, key, 1000);
+			PERFORM idempotency.complete(merchant, key::text, 201);
+		END IF;
+		RETURN o;
+	END $$;
+	SELECT create_distributed_function('bench_pay(text, bigint)', 'merchant',
 									   colocate_with => 'charges');});
 
 my %scripts = (
@@ -67,8 +88,23 @@ COMMIT;
 \set m random(1, 1000)
 \set key random(0, 9223372036854775806)
 SELECT bench_charge(:m::text, :key);
+},
+	'ext-txn' => q{
+\set m random(1, 1000)
+\set key random(0, 9223372036854775806)
+BEGIN;
+SELECT outcome FROM idempotency.claim(:m::text, :key::text, '\x01');
+INSERT INTO charges (merchant, key, amount) VALUES (:m::text, :key, 1000);
+SELECT idempotency.complete(:m::text, :key::text, 201);
+COMMIT;
+},
+	'ext-function' => q{
+\set m random(1, 1000)
+\set key random(0, 9223372036854775806)
+SELECT bench_pay(:m::text, :key);
 });
-my @cases = ('local-txn', 'coord-txn', 'coord-function');
+my @cases = ('local-txn', 'coord-txn', 'coord-function', 'ext-txn', 'ext-function');
+my %baseline = ('ext-txn' => 'coord-txn', 'ext-function' => 'coord-function');
 
 my $dir = PostgreSQL::Test::Utils::tempdir;
 for my $case (@cases)
@@ -99,6 +135,8 @@ sub run_case
 
 my %tps;
 my %ratio;
+my %to_baseline;
+my $keyed = 0;    # transactions of the ext cases
 my $charged = 0;    # transactions of the cases that insert into charges
 for my $round (1 .. $rounds)
 {
@@ -108,17 +146,24 @@ for my $round (1 .. $rounds)
 		my $processed;
 		($this{$case}, $processed) = run_case($case);
 		$charged += $processed if $case ne 'local-txn';
+		$keyed += $processed if $baseline{$case};
 	}
 	for my $case (@cases)
 	{
 		push @{ $tps{$case} }, $this{$case};
 		push @{ $ratio{$case} }, $this{'coord-txn'} ? $this{$case} / $this{'coord-txn'} : 0;
+		my $base = $baseline{$case} // $case;
+		push @{ $to_baseline{$case} }, $this{$base} ? $this{$case} / $this{$base} : 0;
 	}
 }
 
 # Every transaction that pgbench counted inserted one charge into a shard.
 is($coord->safe_psql('postgres', 'SELECT count(*) FROM charges'), $charged,
 	'every charge counted by pgbench is in the shards');
+is($coord->safe_psql('postgres', q{SELECT count(*) FROM idempotency.keys WHERE state = 'completed'}),
+	$keyed, 'every request of the ext cases has its completed key, in the shards');
+is_deeply($cluster->shell_rows, { coordinator => 0, worker1 => 0, worker2 => 0 },
+	'no shell of the keys has a row');
 
 sub median
 {
@@ -130,11 +175,14 @@ my $version = $coord->safe_psql('postgres',
 	q{SELECT version() || ', Citus ' || extversion FROM pg_extension WHERE extname = 'citus'});
 my $table = "Citus baseline, $clients clients, $rounds rounds of ${seconds}s, medians; "
   . "coordinator + 2 workers on one machine; $version\n\n"
-  . "| case | tps | ratio to coord-txn | tps per round |\n|---|---:|---:|---|\n";
+  . "| case | tps | ratio to coord-txn | ratio to its baseline | tps per round |\n"
+  . "|---|---:|---:|---:|---|\n";
 for my $case (@cases)
 {
-	$table .= sprintf("| %s | %.0f | %.2f | %s |\n", $case, median(@{ $tps{$case} }),
-		median(@{ $ratio{$case} }), join(' ', map { sprintf '%.0f', $_ } @{ $tps{$case} }));
+	$table .= sprintf("| %s | %.0f | %.2f | %s | %s |\n", $case, median(@{ $tps{$case} }),
+		median(@{ $ratio{$case} }),
+		$baseline{$case} ? sprintf('%.2f (to %s)', median(@{ $to_baseline{$case} }), $baseline{$case}) : '',
+		join(' ', map { sprintf '%.0f', $_ } @{ $tps{$case} }));
 }
 diag($table);
 if (defined $ENV{BENCH_CITUS_OUT})

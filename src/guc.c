@@ -43,6 +43,7 @@ int			ik_scope_stats_max = 5000;
 
 /* Whether this session may TRUNCATE idempotency.keys (truncate_guard.c). */
 bool		ik_allow_truncate = false;
+bool		ik_citus_distributed = false;
 
 /*
  * The secrets: the key of the HMAC-SHA256 fingerprints (empty means plain
@@ -171,6 +172,20 @@ ik_define_gucs(void)
 							 "Lets this session TRUNCATE idempotency.keys.",
 							 "TRUNCATE removes every key, so every retry would charge again.",
 							 &ik_allow_truncate,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	/*
+	 * Set per database on every node by idempotency.distribute(): a node
+	 * whose Citus metadata was dropped looks like a single node, and would
+	 * otherwise answer claims from its empty shell (citus.c).
+	 */
+	DefineCustomBoolVariable("idempotency.citus_distributed",
+							 "Says that idempotency.keys is distributed by Citus in this database.",
+							 "Set by idempotency.distribute() on every node; a node without Citus metadata then refuses claims.",
+							 &ik_citus_distributed,
 							 false,
 							 PGC_SUSET,
 							 0,

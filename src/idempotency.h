@@ -36,6 +36,8 @@
 #define ERRCODE_IK_EXPIRED				MAKE_SQLSTATE('I','K','4','1','0')
 /* the key was first used with a different request fingerprint */
 #define ERRCODE_IK_FINGERPRINT_MISMATCH MAKE_SQLSTATE('I','K','4','2','2')
+/* the call ran on a Citus node that does not hold the scope's shard */
+#define ERRCODE_IK_MISDIRECTED			MAKE_SQLSTATE('I','K','4','2','1')
 /* the caller broke the claim protocol */
 #define ERRCODE_IK_PROTOCOL_VIOLATION	MAKE_SQLSTATE('I','K','4','2','8')
 /* the keys table's shape, or one of its rows, needs an operator */
@@ -61,6 +63,7 @@ extern int	ik_reaper_batch_size;
 extern int	ik_reaper_rows_per_second;
 extern int	ik_max_key_locks;
 extern bool ik_allow_truncate;
+extern bool ik_citus_distributed;
 extern int	ik_scope_stats_max;
 extern void ik_define_gucs(void);
 
@@ -159,6 +162,8 @@ typedef struct IkTable
 	int			order_column;	/* written tables: the column rows are
 								 * scanned in order of, by order_index */
 	bool		written;		/* by the library: keep executor state */
+	Oid			fixed_relid;	/* a Citus shard: opened by this OID, not
+								 * found by relname in schema idempotency */
 
 	/* what it was found to be; rebuilt after an invalidation */
 	bool		valid;
@@ -183,6 +188,8 @@ extern IkTable ik_keys_table;
 extern IkTable ik_policies_table;
 extern void ik_tables_register_callbacks(void);
 extern Relation ik_table_open(IkTable *table, LOCKMODE lockmode);
+extern IkTable *ik_shard_table(const IkTable *shell, Oid relid,
+							   int64 shardid);
 extern Datum ik_table_value(const IkTable *table, TupleTableSlot *slot,
 							int column, bool *isnull);
 extern bool ik_extension_installed(void);
@@ -241,6 +248,8 @@ typedef enum IkLockResult
 /* A row the reaper may delete, as its scan found it. */
 typedef struct IkReapCandidate
 {
+	Oid			relid;			/* the table, or the Citus shard, it is in */
+	int64		shardid;		/* 0 when not a shard */
 	ItemPointerData tid;
 	uint64		keyhash;
 	TimestampTz retain_until;

@@ -19,9 +19,14 @@
  * changes and TRUNCATE, and a row trigger, since logical replication's
  * apply worker fires row triggers but not statement triggers.
  *
+ * Under Citus the table is a reference table: every node reads its own
+ * placement of it (citus.c), on which Citus fires the same triggers, and
+ * what is known is keyed to the relation actually read.
+ *
  *-------------------------------------------------------------------------
  */
 #include "idempotency.h"
+#include "citus.h"
 
 #include "access/genam.h"
 #include "access/table.h"
@@ -74,6 +79,28 @@ scope_enforced(text *scope)
 static bool policies_known = false;
 static bool policies_empty;
 static uint64 policies_seen;
+static IkTable *policies_seen_table;
+
+/* The shell, or under Citus this node's placement of the reference table. */
+static IkTable *
+policies_open(Relation *rel)
+{
+	Relation	shell = ik_table_open(&ik_policies_table, AccessShareLock);
+	int64		shardid;
+	Oid			placement = ik_citus_policies_placement(ik_policies_table.relid,
+														&shardid);
+	IkTable    *table;
+
+	if (!OidIsValid(placement))
+	{
+		*rel = shell;
+		return &ik_policies_table;
+	}
+	table_close(shell, NoLock);
+	table = ik_shard_table(&ik_policies_table, placement, shardid);
+	*rel = ik_table_open(table, AccessShareLock);
+	return table;
+}
 
 static bool
 has_rows(Relation rel, Snapshot snapshot)
@@ -95,7 +122,7 @@ has_rows(Relation rel, Snapshot snapshot)
 static bool
 read_policy(text *scope, IkPolicy *policy)
 {
-	IkTable    *table = &ik_policies_table;
+	IkTable    *table = policies_seen_table;
 	Relation	rel;
 	Relation	index;
 	Snapshot	snapshot;
@@ -108,13 +135,15 @@ read_policy(text *scope, IkPolicy *policy)
 
 	/* A change committed since this transaction's last look applies now. */
 	AcceptInvalidationMessages();
-	if (policies_known && policies_seen == table->invalidations &&
-		policies_empty)
+	if (policies_known && table != NULL &&
+		policies_seen == table->invalidations &&
+		ik_policies_table.valid && policies_empty)
 		return false;
 
-	rel = ik_table_open(table, AccessShareLock);
+	table = policies_open(&rel);
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	if (!policies_known || policies_seen != table->invalidations)
+	if (!policies_known || table != policies_seen_table ||
+		policies_seen != table->invalidations)
 	{
 		uint64		seen = table->invalidations;
 
@@ -122,6 +151,7 @@ read_policy(text *scope, IkPolicy *policy)
 		/* an invalidation while we looked: look again next time */
 		policies_known = (seen == table->invalidations);
 		policies_seen = seen;
+		policies_seen_table = table;
 	}
 	if (policies_empty)
 	{

@@ -34,6 +34,7 @@
  *-------------------------------------------------------------------------
  */
 #include "idempotency.h"
+#include "citus.h"
 
 #include "access/xact.h"
 #include "miscadmin.h"
@@ -292,6 +293,14 @@ reap(FunctionCallInfo fcinfo)
 		CHECK_FOR_INTERRUPTS();
 	}
 	ik_count_on_commit(IK_REAPER_RUNS, 1);
+
+	/* under Citus, the coordinator's reap() reaps every worker's shards */
+	{
+		int64		workers = ik_citus_reap_workers(ik_keys_table.relid, max_rows);
+
+		if (workers > 0)
+			total += workers;
+	}
 	PG_RETURN_INT64(total);
 }
 

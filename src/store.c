@@ -36,6 +36,7 @@
  *-------------------------------------------------------------------------
  */
 #include "idempotency.h"
+#include "citus.h"
 
 #include "access/relation.h"
 #include "access/table.h"
@@ -99,34 +100,35 @@ void
 ik_store_register_callbacks(void)
 {
 	ik_tables_register_callbacks();
+	ik_citus_register_callbacks();
 	RegisterXactCallback(store_xact_callback, NULL);
 	RegisterSubXactCallback(store_subxact_callback, NULL);
 }
 
 static text *
-text_value(TupleTableSlot *slot, int column, bool *isnull)
+text_value(IkTable *table, TupleTableSlot *slot, int column, bool *isnull)
 {
-	Datum		d = ik_table_value(&ik_keys_table, slot, column, isnull);
+	Datum		d = ik_table_value(table, slot, column, isnull);
 
 	return *isnull ? NULL : DatumGetTextPP(d);
 }
 
 /* A nullable varlena column, detoasted and copied, or NULL for SQL NULL. */
 static struct varlena *
-copy_varlena(TupleTableSlot *slot, int column)
+copy_varlena(IkTable *table, TupleTableSlot *slot, int column)
 {
 	bool		isnull;
-	Datum		d = ik_table_value(&ik_keys_table, slot, column, &isnull);
+	Datum		d = ik_table_value(table, slot, column, &isnull);
 
 	return isnull ? NULL : PG_DETOAST_DATUM_COPY(d);
 }
 
 static bool
-null_column(TupleTableSlot *slot, int column)
+null_column(IkTable *table, TupleTableSlot *slot, int column)
 {
 	bool		isnull;
 
-	(void) ik_table_value(&ik_keys_table, slot, column, &isnull);
+	(void) ik_table_value(table, slot, column, &isnull);
 	return isnull;
 }
 
@@ -143,7 +145,7 @@ same_text(text *a, text *b)
  * have).  Returns NULL, or what the row breaks.
  */
 static const char *
-decode_row(TupleTableSlot *slot, IkRow *row)
+decode_row(IkTable *table, TupleTableSlot *slot, IkRow *row)
 {
 	bool		isnull;
 	text	   *state;
@@ -157,7 +159,7 @@ decode_row(TupleTableSlot *slot, IkRow *row)
 													  MinTransactionIdAttributeNumber,
 													  &isnull));
 
-	state = text_value(slot, IK_KEYS_STATE, &isnull);
+	state = text_value(table, slot, IK_KEYS_STATE, &isnull);
 	if (isnull)
 		return "its state is NULL";
 	if (VARSIZE_ANY_EXHDR(state) == 9 && memcmp(VARDATA_ANY(state), "completed", 9) == 0)
@@ -166,59 +168,62 @@ decode_row(TupleTableSlot *slot, IkRow *row)
 			   memcmp(VARDATA_ANY(state), "in_progress", 11) == 0))
 		return "its state is neither 'completed' nor 'in_progress'";
 
-	row->fingerprint = (bytea *) copy_varlena(slot, IK_KEYS_FINGERPRINT);
+	row->fingerprint = (bytea *) copy_varlena(table, slot, IK_KEYS_FINGERPRINT);
 	if (row->fingerprint == NULL)
 		return "its fingerprint is NULL";
 
 	if (row->completed)
 	{
-		d = ik_table_value(&ik_keys_table, slot, IK_KEYS_RESPONSE_STATUS, &isnull);
+		d = ik_table_value(table, slot, IK_KEYS_RESPONSE_STATUS, &isnull);
 		if (isnull)
 			return "it is completed without a response_status";
 		row->response.status = DatumGetInt32(d);
 		if (row->response.status < 100 || row->response.status > 599)
 			return "its response_status is not an HTTP status from 100 to 599";
-		if (!null_column(slot, IK_KEYS_LEASE_TOKEN) ||
-			!null_column(slot, IK_KEYS_LEASE_DURATION) ||
-			!null_column(slot, IK_KEYS_LEASE_EXPIRES_AT))
+		if (!null_column(table, slot, IK_KEYS_LEASE_TOKEN) ||
+			!null_column(table, slot, IK_KEYS_LEASE_DURATION) ||
+			!null_column(table, slot, IK_KEYS_LEASE_EXPIRES_AT))
 			return "it is completed but has a lease";
-		row->response.headers = (Jsonb *) copy_varlena(slot, IK_KEYS_RESPONSE_HEADERS);
+		row->response.headers = (Jsonb *) copy_varlena(table, slot,
+														IK_KEYS_RESPONSE_HEADERS);
 		if (row->response.headers != NULL && !JB_ROOT_IS_OBJECT(row->response.headers))
 			return "its response_headers are not a JSON object";
-		row->response.body = (Jsonb *) copy_varlena(slot, IK_KEYS_RESPONSE_BODY);
+		row->response.body = (Jsonb *) copy_varlena(table, slot,
+													 IK_KEYS_RESPONSE_BODY);
 	}
 	else
 	{
-		if (!null_column(slot, IK_KEYS_RESPONSE_STATUS) ||
-			!null_column(slot, IK_KEYS_RESPONSE_HEADERS) ||
-			!null_column(slot, IK_KEYS_RESPONSE_BODY))
+		if (!null_column(table, slot, IK_KEYS_RESPONSE_STATUS) ||
+			!null_column(table, slot, IK_KEYS_RESPONSE_HEADERS) ||
+			!null_column(table, slot, IK_KEYS_RESPONSE_BODY))
 			return "it is in progress but has a response";
-		d = ik_table_value(&ik_keys_table, slot, IK_KEYS_LEASE_TOKEN, &isnull);
+		d = ik_table_value(table, slot, IK_KEYS_LEASE_TOKEN, &isnull);
 		if (isnull)
 			return "it is in progress without a lease_token";
 		row->lease_token = *DatumGetUUIDP(d);
-		d = ik_table_value(&ik_keys_table, slot, IK_KEYS_LEASE_DURATION, &isnull);
+		d = ik_table_value(table, slot, IK_KEYS_LEASE_DURATION, &isnull);
 		if (isnull)
 			return "it is in progress without a lease_duration";
 		row->lease_ms = ik_interval_ms(DatumGetIntervalP(d));
 		if (row->lease_ms <= 0)
 			return "its lease_duration is not positive";
-		d = ik_table_value(&ik_keys_table, slot, IK_KEYS_LEASE_EXPIRES_AT, &isnull);
+		d = ik_table_value(table, slot, IK_KEYS_LEASE_EXPIRES_AT, &isnull);
 		if (isnull)
 			return "it is in progress without a lease_expires_at";
 		row->lease_expires_at = DatumGetTimestampTz(d);
 	}
-	row->recovery_point = (text *) copy_varlena(slot, IK_KEYS_RECOVERY_POINT);
+	row->recovery_point = (text *) copy_varlena(table, slot,
+												IK_KEYS_RECOVERY_POINT);
 
-	d = ik_table_value(&ik_keys_table, slot, IK_KEYS_CREATED_AT, &isnull);
+	d = ik_table_value(table, slot, IK_KEYS_CREATED_AT, &isnull);
 	row->created_at = isnull ? 0 : DatumGetTimestampTz(d);
 	if (isnull)
 		return "its created_at is NULL";
-	d = ik_table_value(&ik_keys_table, slot, IK_KEYS_EXPIRES_AT, &isnull);
+	d = ik_table_value(table, slot, IK_KEYS_EXPIRES_AT, &isnull);
 	if (isnull)
 		return "its expires_at is NULL";
 	row->expires_at = DatumGetTimestampTz(d);
-	d = ik_table_value(&ik_keys_table, slot, IK_KEYS_RETAIN_UNTIL, &isnull);
+	d = ik_table_value(table, slot, IK_KEYS_RETAIN_UNTIL, &isnull);
 	if (isnull)
 		return "its retain_until is NULL";
 	row->retain_until = DatumGetTimestampTz(d);
@@ -243,19 +248,59 @@ raise_broken_row(text *scope, text *key, const char *problem)
  * order, with its collations; the values must outlive the scan.
  */
 static int
-lookup_scankeys(Relation index, text *scope, text *key, ScanKey skey)
+lookup_scankeys(IkTable *table, Relation index, text *scope, text *key,
+				ScanKey skey)
 {
 	Datum		values[2] = {PointerGetDatum(scope), PointerGetDatum(key)};
 
-	for (int l = 0; l < ik_keys_table.nlookup; l++)
+	for (int l = 0; l < table->nlookup; l++)
 	{
-		int			k = ik_keys_table.lookup_position[l];
+		int			k = table->lookup_position[l];
 
 		ScanKeyEntryInitialize(&skey[k], 0, k + 1, BTEqualStrategyNumber,
 							   InvalidOid, index->rd_indcollation[k],
 							   F_TEXTEQ, values[l]);
 	}
-	return ik_keys_table.nlookup;
+	return table->nlookup;
+}
+
+/*
+ * The relation that holds scope's rows on this node, opened with lockmode:
+ * idempotency.keys itself, or, when Citus distributes it, the scope's
+ * local shard (citus.c), never the shell.  With write, Citus's
+ * shard-metadata lock is taken first, so that a move or split of the
+ * shard cannot complete under the write and lose it.
+ *
+ * A claim that answers 'new' writes nothing, so it takes no such lock: in
+ * an explicit transaction through the coordinator, the charge's INSERT
+ * that follows takes the same lock in share mode on the coordinator, and a
+ * move holding it there exclusively while it waits for the worker's would
+ * be a distributed deadlock.  Nothing is lost by that: the claim's
+ * completion runs in the same backend (its open claim is there) and
+ * re-checks the placement under the lock, so a claim that a move overtook
+ * can only fail (IK421), and a charge inserted before the move holds the
+ * move back until its transaction ends.
+ */
+static IkTable *
+keys_open(text *scope, LOCKMODE lockmode, bool write, Relation *rel)
+{
+	Relation	shell = ik_table_open(&ik_keys_table, lockmode);
+	int64		shardid;
+	Oid			shard = ik_citus_keys_shard(ik_keys_table.relid, scope,
+											&shardid);
+	IkTable    *table;
+
+	if (!OidIsValid(shard))
+	{
+		*rel = shell;
+		return &ik_keys_table;
+	}
+	table_close(shell, NoLock);
+	if (write)
+		ik_citus_lock_shard(ik_keys_table.relid, scope, shardid);
+	table = ik_shard_table(&ik_keys_table, shard, shardid);
+	*rel = ik_table_open(table, lockmode);
+	return table;
 }
 
 /*
@@ -278,11 +323,12 @@ ik_store_lookup(text *scope, text *key, bool latest, IkRow *row)
 	IndexScanDesc scan;
 	const char *problem = NULL;
 	bool		isnull;
+	IkTable    *table;
 
 	store_enter();
-	rel = ik_table_open(&ik_keys_table, AccessShareLock);
-	index = index_open(ik_keys_table.lookup_index, AccessShareLock);
-	nkeys = lookup_scankeys(index, scope, key, skey);
+	table = keys_open(scope, AccessShareLock, false, &rel);
+	index = index_open(table->lookup_index, AccessShareLock);
+	nkeys = lookup_scankeys(table, index, scope, key, skey);
 
 	PushCopiedSnapshot(latest ? GetLatestSnapshot() : GetTransactionSnapshot());
 	UpdateActiveSnapshotCommandId();
@@ -294,10 +340,10 @@ ik_store_lookup(text *scope, text *key, bool latest, IkRow *row)
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		slot_getallattrs(slot);
-		if (!same_text(text_value(slot, IK_KEYS_SCOPE, &isnull), scope) ||
-			!same_text(text_value(slot, IK_KEYS_KEY, &isnull), key))
+		if (!same_text(text_value(table, slot, IK_KEYS_SCOPE, &isnull), scope) ||
+			!same_text(text_value(table, slot, IK_KEYS_KEY, &isnull), key))
 			continue;
-		problem = decode_row(slot, row);
+		problem = decode_row(table, slot, row);
 		break;
 	}
 
@@ -318,6 +364,7 @@ ik_store_lookup(text *scope, text *key, bool latest, IkRow *row)
  */
 typedef struct Writer
 {
+	IkTable    *table;			/* idempotency.keys, or its local shard */
 	Relation	rel;
 	EState	   *estate;
 	ResultRelInfo *rri;
@@ -326,17 +373,16 @@ typedef struct Writer
 } Writer;
 
 static void
-writer_begin(Writer *wr, text *scope, text *key)
+writer_open(Writer *wr, text *scope, text *key, IkTable *table, Relation rel)
 {
 	RangeTblEntry *rte;
 	EState	   *estate;
 	ResultRelInfo *rri;
-	IkTable    *table = &ik_keys_table;
 
-	store_enter();
 	wr->scope = scope;
 	wr->key = key;
-	wr->rel = ik_table_open(table, RowExclusiveLock);
+	wr->table = table;
+	wr->rel = rel;
 
 	wr->estate = estate = CreateExecutorState();
 	rte = makeNode(RangeTblEntry);
@@ -364,6 +410,18 @@ writer_begin(Writer *wr, text *scope, text *key)
 	IK_RRI_CHECK_EXPRS(rri) = table->check_exprs;
 
 	AfterTriggerBeginQuery();
+}
+
+/* A writer of the relation that holds scope's rows. */
+static void
+writer_begin(Writer *wr, text *scope, text *key)
+{
+	Relation	rel;
+	IkTable    *table;
+
+	store_enter();
+	table = keys_open(scope, RowExclusiveLock, true, &rel);
+	writer_open(wr, scope, key, table, rel);
 }
 
 
@@ -460,7 +518,7 @@ run_write(text *scope, text *key, WriteStep step, const void *arg)
 static TupleTableSlot *
 row_slot(Writer *wr, const IkWrite *w, TupleTableSlot *old)
 {
-	IkTable    *table = &ik_keys_table;
+	IkTable    *table = wr->table;
 	TupleTableSlot *slot = table_slot_create(wr->rel, &wr->estate->es_tupleTable);
 	int			natts = slot->tts_tupleDescriptor->natts;
 	Datum	   *values = slot->tts_values;
@@ -654,9 +712,10 @@ ik_store_lock(text *scope, text *key, IkRow *row, int wait_ms)
 	RowLock		lock;
 	const char *problem = NULL;
 	IkLockResult result = IK_ROW_LOCKED;
+	IkTable    *table;
 
 	store_enter();
-	lock.rel = ik_table_open(&ik_keys_table, RowShareLock);
+	table = keys_open(scope, RowShareLock, true, &lock.rel);
 	lock.tid = row->tid;
 	lock.slot = table_slot_create(lock.rel, NULL);
 	lock.policy = (wait_ms == 0) ? LockWaitSkip : LockWaitBlock;
@@ -678,7 +737,7 @@ ik_store_lock(text *scope, text *key, IkRow *row, int wait_ms)
 	switch (lock.result)
 	{
 		case TM_Ok:
-			problem = decode_row(lock.slot, row);
+			problem = decode_row(table, lock.slot, row);
 			break;
 		case TM_WouldBlock:
 			result = IK_ROW_BUSY;
@@ -702,13 +761,86 @@ ik_store_lock(text *scope, text *key, IkRow *row, int wait_ms)
 }
 
 /*
+ * One relation the reaper scans: idempotency.keys, or under Citus one of
+ * its local shards, with the next row of it that is past retention.
+ */
+typedef struct ReapSource
+{
+	IkTable    *table;
+	int64		shardid;
+	Relation	rel;
+	Relation	index;
+	IndexScanDesc iscan;
+	TableScanDesc hscan;
+	TupleTableSlot *slot;
+	bool		has_row;		/* slot holds the next row, decoded in row */
+	IkRow		row;
+} ReapSource;
+
+/* Move a source to its next row past retention that decodes. */
+static void
+reap_source_next(ReapSource *src, TimestampTz now)
+{
+	src->has_row = false;
+	while (src->iscan ?
+		   index_getnext_slot(src->iscan, ForwardScanDirection, src->slot) :
+		   table_scan_getnextslot(src->hscan, ForwardScanDirection, src->slot))
+	{
+		if (decode_row(src->table, src->slot, &src->row) != NULL ||
+			src->row.retain_until > now)
+			continue;
+		src->has_row = true;
+		return;
+	}
+}
+
+/*
+ * The relations to reap on this node: the table, or under Citus the local
+ * shards of it, read afresh (shards move); none on a node without shards.
+ */
+static List *
+reap_sources(LOCKMODE lockmode)
+{
+	Relation	shell = ik_table_open(&ik_keys_table, lockmode);
+	bool		distributed;
+	List	   *shards = ik_citus_local_keys_shards(ik_keys_table.relid,
+													&distributed);
+	List	   *sources = NIL;
+	ListCell   *lc;
+
+	if (!distributed)
+	{
+		ReapSource *src = palloc0(sizeof(ReapSource));
+
+		src->table = &ik_keys_table;
+		src->rel = shell;
+		return list_make1(src);
+	}
+	table_close(shell, NoLock);
+	foreach(lc, shards)
+	{
+		IkShard    *shard = (IkShard *) lfirst(lc);
+		ReapSource *src = palloc0(sizeof(ReapSource));
+
+		src->shardid = shard->shardid;
+		src->table = ik_shard_table(&ik_keys_table, shard->relid,
+									shard->shardid);
+		src->rel = ik_table_open(src->table, lockmode);
+		sources = lappend(sources, src);
+	}
+	return sources;
+}
+
+/*
  * The reaper's scan: up to limit rows whose retention ended by now, in
  * order of retain_until from *cursor on, that no live lease holds; *cursor
  * moves past what was seen, so that a batch does not walk again the index
  * entries of the rows the batches before it deleted (they stay in the
  * index while an old snapshot holds back the horizon).  Rows that break
  * the invariants are skipped here: they are reported when claimed; so are
- * the rows skip() names (they could not be deleted before).
+ * the rows skip() names (they could not be deleted before).  Under Citus
+ * the local shards are scanned side by side and merged in order of
+ * retain_until, so that the cursor means the same as for one table.
  */
 int
 ik_store_reap_scan(TimestampTz now, TimestampTz *cursor, int limit,
@@ -717,96 +849,134 @@ ik_store_reap_scan(TimestampTz now, TimestampTz *cursor, int limit,
 								 TimestampTz retain_until),
 				   void *skip_arg)
 {
-	Relation	rel;
-	Relation	index = NULL;
-	IndexScanDesc iscan = NULL;
-	TableScanDesc hscan = NULL;
-	TupleTableSlot *slot;
+	List	   *sources;
+	ListCell   *lc;
 	Snapshot	snapshot;
 	ScanKeyData skey[2];
 	TimestampTz wall = GetCurrentTimestamp();
+	bool		ordered = true;
 	int			n = 0;
 
 	store_enter();
-	rel = ik_table_open(&ik_keys_table, AccessShareLock);
+	sources = reap_sources(AccessShareLock);
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	slot = table_slot_create(rel, NULL);
-	if (OidIsValid(ik_keys_table.order_index))
+	foreach(lc, sources)
+		ordered &= OidIsValid(((ReapSource *) lfirst(lc))->table->order_index);
+	foreach(lc, sources)
 	{
-		index = index_open(ik_keys_table.order_index, AccessShareLock);
-		ScanKeyInit(&skey[0], 1, BTGreaterEqualStrategyNumber,
-					F_TIMESTAMPTZ_GE, TimestampTzGetDatum(*cursor));
-		ScanKeyInit(&skey[1], 1, BTLessEqualStrategyNumber,
-					F_TIMESTAMPTZ_LE, TimestampTzGetDatum(now));
-		iscan = ik_index_beginscan(rel, index, snapshot, 2);
-		index_rescan(iscan, skey, 2, NULL, 0);
-	}
-	else
-		hscan = table_beginscan(rel, snapshot, 0, NULL);
+		ReapSource *src = (ReapSource *) lfirst(lc);
 
-	while (n < limit &&
-		   (iscan ? index_getnext_slot(iscan, ForwardScanDirection, slot)
-			: table_scan_getnextslot(hscan, ForwardScanDirection, slot)))
+		src->slot = table_slot_create(src->rel, NULL);
+		if (ordered)
+		{
+			src->index = index_open(src->table->order_index, AccessShareLock);
+			ScanKeyInit(&skey[0], 1, BTGreaterEqualStrategyNumber,
+						F_TIMESTAMPTZ_GE, TimestampTzGetDatum(*cursor));
+			ScanKeyInit(&skey[1], 1, BTLessEqualStrategyNumber,
+						F_TIMESTAMPTZ_LE, TimestampTzGetDatum(now));
+			src->iscan = ik_index_beginscan(src->rel, src->index, snapshot, 2);
+			index_rescan(src->iscan, skey, 2, NULL, 0);
+		}
+		else
+			src->hscan = table_beginscan(src->rel, snapshot, 0, NULL);
+		reap_source_next(src, now);
+	}
+
+	while (n < limit)
 	{
-		IkRow		row;
+		ReapSource *src = NULL;
+		IkRow	   *row;
 		bool		isnull;
 		IkReapCandidate *c;
 
-		if (decode_row(slot, &row) != NULL || row.retain_until > now)
+		/* the source whose next row ends its retention first */
+		foreach(lc, sources)
+		{
+			ReapSource *s = (ReapSource *) lfirst(lc);
+
+			if (s->has_row &&
+				(src == NULL || s->row.retain_until < src->row.retain_until))
+				src = s;
+		}
+		if (src == NULL)
+			break;
+		row = &src->row;
+		if (ordered)
+			*cursor = row->retain_until;
+		if (!row->completed && row->lease_expires_at > wall)
+		{
+			reap_source_next(src, now);
 			continue;
-		if (iscan)
-			*cursor = row.retain_until;
-		if (!row.completed && row.lease_expires_at > wall)
-			continue;
+		}
 		c = &candidates[n];
-		c->scope = DatumGetTextPCopy(ik_table_value(&ik_keys_table, slot,
+		c->relid = RelationGetRelid(src->rel);
+		c->shardid = src->shardid;
+		c->scope = DatumGetTextPCopy(ik_table_value(src->table, src->slot,
 													IK_KEYS_SCOPE, &isnull));
-		c->key = DatumGetTextPCopy(ik_table_value(&ik_keys_table, slot,
+		c->key = DatumGetTextPCopy(ik_table_value(src->table, src->slot,
 												  IK_KEYS_KEY, &isnull));
 		c->keyhash = ik_key_hash(c->scope, c->key);
-		if (skip(skip_arg, c->keyhash, row.retain_until))
-			continue;
-		c->tid = row.tid;
-		c->retain_until = row.retain_until;
-		c->completed = row.completed;
-		c->recovery_point = row.recovery_point;
-		n++;
+		c->tid = row->tid;
+		c->retain_until = row->retain_until;
+		c->completed = row->completed;
+		c->recovery_point = row->recovery_point;
+		if (!skip(skip_arg, c->keyhash, row->retain_until))
+			n++;
+		reap_source_next(src, now);
 	}
 
-	if (iscan)
+	foreach(lc, sources)
 	{
-		index_endscan(iscan);
-		index_close(index, NoLock);
+		ReapSource *src = (ReapSource *) lfirst(lc);
+
+		if (src->iscan)
+		{
+			index_endscan(src->iscan);
+			index_close(src->index, NoLock);
+		}
+		else
+			table_endscan(src->hscan);
+		ExecDropSingleTupleTableSlot(src->slot);
+		table_close(src->rel, NoLock);
 	}
-	else
-		table_endscan(hscan);
-	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snapshot);
-	table_close(rel, NoLock);
+	list_free_deep(sources);
 	store_leave();
 	return n;
 }
 
 /*
- * Delete the candidates, without waiting for a row that another
- * transaction is changing (it is skipped: deleted[i] stays false), with
- * the delete triggers fired (foreign keys that reference the table among
- * them).  Returns the number deleted.  An error of a trigger, such as a
- * foreign key violation, aborts the whole call: reap.c contains it.
+ * Delete the candidates that are in the relation of candidates[first]
+ * (and were not already), in one write of that relation.
  */
-int
-ik_store_reap_delete(IkReapCandidate *candidates, int n, bool *deleted)
+static int
+reap_delete_in(IkReapCandidate *candidates, int n, int first, bool *deleted)
 {
+	IkReapCandidate *c = &candidates[first];
 	Writer		wr;
+	IkTable    *table;
+	Relation	rel;
 	int			count = 0;
 
-	writer_begin(&wr, NULL, NULL);
+	store_enter();
+	rel = ik_table_open(&ik_keys_table, RowExclusiveLock);
+	table = &ik_keys_table;
+	if (c->shardid != 0)
+	{
+		table_close(rel, NoLock);
+		ik_citus_lock_shard(ik_keys_table.relid, c->scope, c->shardid);
+		table = ik_shard_table(&ik_keys_table, c->relid, c->shardid);
+		rel = ik_table_open(table, RowExclusiveLock);
+	}
+	writer_open(&wr, NULL, NULL, table, rel);
 	CheckCmdReplicaIdentity(wr.rel, CMD_DELETE);
-	for (int i = 0; i < n; i++)
+	for (int i = first; i < n; i++)
 	{
 		TM_FailureData tmfd;
 		TM_Result	result;
 
+		if (candidates[i].relid != c->relid)
+			continue;
 		result = table_tuple_delete(wr.rel, &candidates[i].tid,
 									wr.estate->es_output_cid,
 									wr.estate->es_snapshot, InvalidSnapshot,
@@ -820,5 +990,32 @@ ik_store_reap_delete(IkReapCandidate *candidates, int n, bool *deleted)
 	}
 	AfterTriggerEndQuery(wr.estate);
 	writer_close(&wr);
+	return count;
+}
+
+/*
+ * Delete the candidates, without waiting for a row that another
+ * transaction is changing (it is skipped: deleted[i] stays false), with
+ * the delete triggers fired (foreign keys that reference the table among
+ * them).  Returns the number deleted.  An error of a trigger, such as a
+ * foreign key violation, aborts the whole call: reap.c contains it.
+ * Candidates from several shards are deleted shard by shard.
+ */
+int
+ik_store_reap_delete(IkReapCandidate *candidates, int n, bool *deleted)
+{
+	int			count = 0;
+
+	for (int i = 0; i < n; i++)
+		deleted[i] = false;
+	for (int first = 0; first < n; first++)
+	{
+		bool		done = false;
+
+		for (int j = 0; j < first && !done; j++)
+			done = (candidates[j].relid == candidates[first].relid);
+		if (!done)
+			count += reap_delete_in(candidates, n, first, deleted);
+	}
 	return count;
 }

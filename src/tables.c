@@ -54,6 +54,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 static const IkColumnSpec keys_columns[IK_KEYS_NCOLUMNS] = {
 	[IK_KEYS_SCOPE] = {"scope", TEXTOID, true},
@@ -111,6 +112,63 @@ IkTable		ik_policies_table = {
 static IkTable *const all_tables[] = {&ik_keys_table, &ik_policies_table};
 
 /*
+ * Under Citus, the local shards of the tables (citus.c), each checked and
+ * cached as its shell is; made on first use, kept for the backend's life.
+ */
+static List *shard_tables = NIL;
+
+IkTable *
+ik_shard_table(const IkTable *shell, Oid relid, int64 shardid)
+{
+	ListCell   *lc;
+	IkTable    *table;
+	MemoryContext oldcontext;
+	char		name[NAMEDATALEN];
+
+	snprintf(name, sizeof(name), "%s_" INT64_FORMAT, shell->relname, shardid);
+	foreach(lc, shard_tables)
+	{
+		table = (IkTable *) lfirst(lc);
+		if (table->fixed_relid != relid)
+			continue;
+		/* the OID of a dropped shard, given to another one */
+		if (strcmp(table->relname, name) != 0)
+		{
+			table->relname = MemoryContextStrdup(TopMemoryContext, name);
+			table->valid = false;
+		}
+		return table;
+	}
+	oldcontext = MemoryContextSwitchTo(TopMemoryContext);
+	table = palloc0(sizeof(IkTable));
+	table->relname = pstrdup(name);
+	table->columns = shell->columns;
+	table->ncolumns = shell->ncolumns;
+	table->lookup = shell->lookup;
+	table->nlookup = shell->nlookup;
+	table->order_column = shell->order_column;
+	table->written = shell->written;
+	table->fixed_relid = relid;
+	shard_tables = lappend(shard_tables, table);
+	MemoryContextSwitchTo(oldcontext);
+	return table;
+}
+
+static void
+invalidate_table(IkTable *table, Oid relid)
+{
+	bool		hit = (relid == InvalidOid || relid == table->relid);
+
+	for (int i = 0; !hit && i < table->nindexes; i++)
+		hit = (relid == table->index_oids[i]);
+	if (hit)
+	{
+		table->valid = false;
+		table->invalidations++;
+	}
+}
+
+/*
  * Relcache invalidation callback.  It may run in the middle of a build or
  * of a use of the cache, so it only marks the table stale: the next
  * ik_table_open() rebuilds it once its lock is held.
@@ -118,19 +176,12 @@ static IkTable *const all_tables[] = {&ik_keys_table, &ik_policies_table};
 static void
 invalidate_tables(Datum arg, Oid relid)
 {
-	for (int t = 0; t < (int) lengthof(all_tables); t++)
-	{
-		IkTable    *table = all_tables[t];
-		bool		hit = (relid == InvalidOid || relid == table->relid);
+	ListCell   *lc;
 
-		for (int i = 0; !hit && i < table->nindexes; i++)
-			hit = (relid == table->index_oids[i]);
-		if (hit)
-		{
-			table->valid = false;
-			table->invalidations++;
-		}
-	}
+	for (int t = 0; t < (int) lengthof(all_tables); t++)
+		invalidate_table(all_tables[t], relid);
+	foreach(lc, shard_tables)
+		invalidate_table((IkTable *) lfirst(lc), relid);
 }
 
 void
@@ -421,9 +472,25 @@ build(IkTable *table, LOCKMODE lockmode)
 									   "idempotency table cache",
 									   ALLOCSET_SMALL_SIZES);
 	oldcontext = MemoryContextSwitchTo(table->cxt);
-	table->relid = RangeVarGetRelid(makeRangeVar("idempotency",
-												 (char *) table->relname, -1),
-									lockmode, false);
+	if (OidIsValid(table->fixed_relid))
+	{
+		/*
+		 * A shard is dropped by Citus some time after it moved away; its
+		 * placement was checked before, so the table should still be there.
+		 */
+		LockRelationOid(table->fixed_relid, lockmode);
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(table->fixed_relid)))
+			ereport(ERROR,
+					(errcode(ERRCODE_IK_MISDIRECTED),
+					 errmsg("shard idempotency.%s was dropped while a call used it",
+							table->relname),
+					 errhint("Retry the request: the retry finds the scope's new shard.")));
+		table->relid = table->fixed_relid;
+	}
+	else
+		table->relid = RangeVarGetRelid(makeRangeVar("idempotency",
+													 (char *) table->relname, -1),
+										lockmode, false);
 	rel = table_open(table->relid, NoLock);
 	desc = RelationGetDescr(rel);
 

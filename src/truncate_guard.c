@@ -12,6 +12,14 @@
  * made by anyone but a superuser is discarded when the library loads.  It
  * stops accidents, not superusers; DROP EXTENSION is not guarded.
  *
+ * Under Citus the trigger exists when idempotency.distribute() runs, so
+ * Citus copies it to every shard (keys_<shardid>).  A TRUNCATE of the
+ * distributed table first truncates the shell on the node where it was
+ * issued, where the guard decides; the shards are truncated afterwards by
+ * Citus from its own connections, which a superuser's session setting
+ * does not reach, so the copies on shards let it pass.  A shard cannot be
+ * truncated directly without citus.enable_manual_changes_to_shards.
+ *
  *-------------------------------------------------------------------------
  */
 #include "idempotency.h"
@@ -21,6 +29,23 @@
 #include "utils/rel.h"
 
 PG_FUNCTION_INFO_V1(idempotency_keys_truncate_guard);
+
+/* Is the relation a Citus shard of the keys, named keys_<shardid>? */
+static bool
+is_shard(Relation rel)
+{
+	const char *name = RelationGetRelationName(rel);
+	const char *digits = name + strlen("keys_");
+
+	if (strncmp(name, "keys_", strlen("keys_")) != 0 || *digits == '\0')
+		return false;
+	for (; *digits != '\0'; digits++)
+	{
+		if (*digits < '0' || *digits > '9')
+			return false;
+	}
+	return true;
+}
 
 Datum
 idempotency_keys_truncate_guard(PG_FUNCTION_ARGS)
@@ -32,6 +57,8 @@ idempotency_keys_truncate_guard(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("idempotency.keys_truncate_guard() must be called as a TRUNCATE trigger")));
+	if (is_shard(trigdata->tg_relation))
+		return PointerGetDatum(NULL);
 	if (!ik_allow_truncate)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

@@ -61,12 +61,12 @@ for my $worker ($cluster->workers)
 		my $shard = $cluster->shard_for('charges', $m);
 		is( $worker->safe_psql('postgres',
 				"SELECT count(*) FROM public.charges_$shard WHERE merchant = '$m'"),
-			'1', "$m's charge is in its shard on " . $worker->name);
+			'1', "${m}'s charge is in its shard on " . $worker->name);
 	}
 }
 $coord->safe_psql('postgres', q{DELETE FROM charges WHERE key = 'setup'});
 
-# --- Distributing the extension (contrib/citus/distribute.sql, tested in
+# --- Distributing the extension (idempotency.distribute(), tested in
 # 002_distribute.pl): keys.scope takes the merchant column's collation.
 like($cluster->distribute('charges'),
 	qr/idempotency\.keys\.scope now has the collation pg_catalog\."default"/,
@@ -169,13 +169,23 @@ for my $form (sort keys %forms)
 	isnt($outcome // 'none', 'new', "not delegated ($form): no 'new' for a completed key");
 	isnt($outcome // 'none', 'claimed', "not delegated ($form): the claim did not go through");
 	unlike($err, qr/ERROR:  XX/, "not delegated ($form): not an internal error");
+	like($err, qr/ERROR:  IK421: idempotency keys of scope "$m1" are not stored on this node/,
+		"not delegated ($form): IK421, the scope's shard is not on this node");
 }
 
 # A worker without metadata gets no delegated calls either.
 $coord->safe_psql('postgres', "SELECT stop_metadata_sync_to_node('127.0.0.1', " . $worker2->port . ')');
 my ($ret, $out, $err) = $coord->psql('postgres',
-	"BEGIN; SELECT outcome FROM idempotency.claim('$m2', 'k1', '\\x01'); ROLLBACK;");
+	"BEGIN; SELECT outcome FROM idempotency.claim('$m2', 'k1', '\\x01'); ROLLBACK;",
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
 isnt($out, 'new', "a merchant on a worker without metadata: no 'new' for a completed key");
+like($err, qr/ERROR:  IK421: /, '... but IK421, from the coordinator that planned the call');
+($ret, $out, $err) = $worker2->psql('postgres',
+	"BEGIN; SELECT outcome FROM idempotency.claim('$m2', 'k1', '\\x01'); ROLLBACK;",
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err,
+	qr/ERROR:  IK421: idempotency\.keys is distributed by Citus, but this node has no Citus metadata for it/,
+	'directly on the worker without metadata: IK421 (the mark distribute() left), never its empty shell');
 $coord->safe_psql('postgres', "SELECT start_metadata_sync_to_node('127.0.0.1', " . $worker2->port . ')');
 is($cluster->pay($coord, $m2, 'k1'), 'replay', 'with its metadata back, the key replays');
 

@@ -1,5 +1,5 @@
-# idempotency.distribute(colocate_with), the prototype in
-# contrib/citus/distribute.sql: what it refuses (changing nothing), what it
+# idempotency.distribute(colocate_with), made by the extension's scripts:
+# what it refuses (changing nothing), what it
 # makes of the keys, the policies and the functions, that a second call
 # changes nothing, that the coordinator's existing keys and policies are
 # kept, and how a node added later joins.
@@ -100,8 +100,8 @@ my ($ret, $out, $err) = $worker1->psql('postgres', q{SELECT idempotency.distribu
 like($err, qr/55000: idempotency\.distribute\(\) must run on the Citus coordinator/,
 	'distribute() on a worker is refused');
 $worker2->safe_psql('postgres', q{
-	INSERT INTO idempotency.keys (scope, key, fingerprint, state, created_at, expires_at, retain_until)
-	VALUES ('stray', 'k', '\x01', 'completed', now(), now() + interval '1 day', now() + interval '7 days')});
+	INSERT INTO idempotency.keys (scope, key, fingerprint, state, response_status, created_at, expires_at, retain_until)
+	VALUES ('stray', 'k', '\x01', 'completed', 201, now(), now() + interval '1 day', now() + interval '7 days')});
 ($ret, $out, $err) = $coord->psql('postgres', q{SELECT idempotency.distribute('charges')},
 	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
 like($err, qr/55000: node 127\.0\.0\.1:\d+ has rows in idempotency\.keys or idempotency\.policies/,
@@ -128,6 +128,9 @@ my $notices = $cluster->distribute('charges');
 like($notices, qr/idempotency\.keys\.scope now has the collation pg_catalog\."default" of public\.charges\.merchant, on every node/,
 	'distribute() says it changed the collation of scope');
 is(scope_collations(), 'default default default', 'keys.scope has the collation of charges.merchant on every node');
+is( $coord->safe_psql('postgres', q{
+		SELECT string_agg(result, ' ') FROM run_command_on_all_nodes($$SHOW idempotency.citus_distributed$$)}),
+	'on on on', 'every node has the mark idempotency.citus_distributed for this database');
 my $colocation = $coord->safe_psql('postgres',
 	q{SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'charges'::regclass});
 my ($tables, $functions) = split /\n/, distribution();

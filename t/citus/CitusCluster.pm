@@ -17,7 +17,7 @@ CitusCluster - a Citus cluster on loopback for the idempotency TAP tests
 	CREATE TABLE charges (merchant text NOT NULL, id bigserial, amount int,
 						  PRIMARY KEY (merchant, id));
 	SELECT create_distributed_table('charges', 'merchant');});
-  $cluster->distribute('charges');      # contrib/citus/distribute.sql
+  $cluster->distribute('charges');      # SELECT idempotency.distribute('charges')
   my $node = $cluster->node_for('charges', 'merchant_1');   # holds its shard
 
 =head1 DESCRIPTION
@@ -41,14 +41,10 @@ package CitusCluster;
 use strict;
 use warnings;
 
-use Cwd qw(abs_path);
-use File::Basename qw(dirname);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-# contrib/citus/distribute.sql, from this file's place in the tree
-my $distribute_sql = abs_path(dirname(__FILE__) . '/../../contrib/citus/distribute.sql');
 
 =pod
 
@@ -256,13 +252,13 @@ sub values_per_worker
 
 =item $cluster->load_distribute
 
-Creates the prototype idempotency.distribute() from
-contrib/citus/distribute.sql on the coordinator, once.
+Checks, once, that the extension on the coordinator has
+idempotency.distribute() (the install and update scripts create it).
 
 =item $cluster->distribute($table)
 
-Loads it if needed, then runs C<SELECT idempotency.distribute('$table')>
-on the coordinator.  Returns psql's stderr (the notices); dies if it fails.
+Runs C<SELECT idempotency.distribute('$table')> on the coordinator.
+Returns psql's stderr (the notices); dies if it fails.
 
 =cut
 
@@ -270,13 +266,9 @@ sub load_distribute
 {
 	my ($self) = @_;
 	return if $self->{distribute_loaded};
-	$self->{coordinator}->command_ok(
-		[
-			'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1',
-			'-d', $self->{coordinator}->connstr('postgres'),
-			'-f', $distribute_sql
-		],
-		'contrib/citus/distribute.sql loads on the coordinator');
+	is( $self->{coordinator}->safe_psql('postgres',
+			q{SELECT to_regprocedure('idempotency.distribute(regclass)') IS NOT NULL}),
+		't', 'the extension has idempotency.distribute()');
 	$self->{distribute_loaded} = 1;
 	return;
 }
