@@ -3,9 +3,10 @@
 # (coordinator + workers, each test starting its own; t/citus/CitusCluster.pm).
 # Set-up as `make test` does it (Debian packages), then Citus 13.2.2 built into the
 # PostgreSQL named by PG_CONFIG by the shared toolchain script (../shared/toolchain,
-# next to the repository; it does nothing when that Citus is already installed), the
-# extension built and installed, and prove run as the unprivileged postgres user in a
-# copy of the tree, as scripts/test.sh runs t/*.pl.  Run as root.
+# next to the repository) through scripts/toolchain.sh, which keeps the build cached on
+# this machine (a second run puts it back in a second), the extension built and
+# installed, and prove run as the unprivileged postgres user in a copy of the tree, as
+# scripts/test.sh runs t/*.pl.  Run as root.
 #
 # With --bench (make bench-citus) it runs scripts/bench-citus.pl instead, the same way,
 # and leaves its table in bench/results/citus.md.
@@ -36,7 +37,7 @@ unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
 
 if [ -z "${IDEMPOTENCY_CITUS_OVERLAY-}" ]; then
   bash scripts/setup-debian.sh
-  PG_CONFIG=$PG_CONFIG bash "$CITUS_TOOLCHAIN/build-citus.sh"
+  TOOLCHAIN_DIR=$CITUS_TOOLCHAIN bash scripts/toolchain.sh citus "$PG_CONFIG"
   if [ "${IDEMPOTENCY_PRIVATE_INSTALL:-1}" != 0 ]; then
     overlay=$(mktemp -d /tmp/idempotency-citus-overlay.XXXXXX)
     chmod 755 "$overlay"
