@@ -34,14 +34,7 @@ for my $node ($cluster->nodes)
 		$node->name . ' has citus, idempotency (propagated by the coordinator) and its requirements');
 }
 
-$coord->safe_psql('postgres', q{
-	CREATE TABLE charges (
-		merchant text NOT NULL,
-		id bigserial,
-		key text NOT NULL,
-		amount int NOT NULL,
-		PRIMARY KEY (merchant, id));
-	SELECT create_distributed_table('charges', 'merchant');});
+$cluster->create_charges;
 my $merchants = $cluster->values_per_worker('charges', 2, 'merchant_');
 my @merchants = map { @{ $merchants->{ $_->name } } } $cluster->workers;
 $coord->safe_psql('postgres',

@@ -57,10 +57,8 @@ $coord->safe_psql('postgres', q{
 	SET citus.shard_replication_factor = 2;
 	CREATE TABLE replicated_tenants (merchant text PRIMARY KEY);
 	SELECT create_distributed_table('replicated_tenants', 'merchant');
-	RESET citus.shard_replication_factor;
-	CREATE TABLE charges (merchant text NOT NULL, id bigserial, key text NOT NULL, amount int NOT NULL,
-						  PRIMARY KEY (merchant, id));
-	SELECT create_distributed_table('charges', 'merchant');});
+	RESET citus.shard_replication_factor;});
+$cluster->create_charges;
 my %refused = (
 	'NULL' => qr/IK400: argument "colocate_with" must not be NULL/,
 	'local_tenants' => qr/55000: table public\.local_tenants is not a distributed table/,

@@ -23,10 +23,7 @@ my $clients = 16;
 my $cluster = CitusCluster->new(workers => 2);
 my $coord = $cluster->coordinator;
 my ($worker1, $worker2) = $cluster->workers;
-$coord->safe_psql('postgres', q{
-	CREATE TABLE charges (merchant text NOT NULL, id bigserial, key text NOT NULL, amount int NOT NULL,
-						  PRIMARY KEY (merchant, id));
-	SELECT create_distributed_table('charges', 'merchant');});
+$cluster->create_charges;
 $cluster->distribute('charges');
 my $per_worker = $cluster->values_per_worker('charges', 10, 'm');
 my @merchants = (@{ $per_worker->{worker1} }, @{ $per_worker->{worker2} });

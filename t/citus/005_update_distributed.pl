@@ -20,10 +20,7 @@ my $available = $coord->safe_psql('postgres', q{
 	 WHERE name = 'idempotency' AND version = '0.2.0citustest'});
 plan skip_all => 'no test-only update installed (run through make test-citus)' unless $available;
 
-$coord->safe_psql('postgres', q{
-	CREATE TABLE charges (merchant text NOT NULL, id bigserial, key text NOT NULL, amount int NOT NULL,
-						  PRIMARY KEY (merchant, id));
-	SELECT create_distributed_table('charges', 'merchant');});
+$cluster->create_charges;
 $cluster->distribute('charges');
 my $per_worker = $cluster->values_per_worker('charges', 1, 'm');
 my @merchants = ($per_worker->{worker1}[0], $per_worker->{worker2}[0]);

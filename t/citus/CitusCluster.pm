@@ -13,10 +13,7 @@ CitusCluster - a Citus cluster on loopback for the idempotency TAP tests
 
   my $cluster = CitusCluster->new(workers => 2, shard_count => 8);
   my $coord = $cluster->coordinator;
-  $coord->safe_psql('postgres', q{
-	CREATE TABLE charges (merchant text NOT NULL, id bigserial, amount int,
-						  PRIMARY KEY (merchant, id));
-	SELECT create_distributed_table('charges', 'merchant');});
+  $cluster->create_charges;            # charges, distributed by merchant
   $cluster->distribute('charges');      # SELECT idempotency.distribute('charges')
   my $node = $cluster->node_for('charges', 'merchant_1');   # holds its shard
 
@@ -303,6 +300,26 @@ sub shell_rows
 				"SELECT tuple_count FROM pgstattuple('$table')")
 		} $self->nodes
 	};
+}
+
+=pod
+
+=item $cluster->create_charges
+
+Creates, on the coordinator, the tenants' table that pay() writes,
+C<charges (merchant, id, key, amount)> with the primary key
+C<(merchant, id)>, distributed by C<merchant>.
+
+=cut
+
+sub create_charges
+{
+	my ($self) = @_;
+	$self->{coordinator}->safe_psql('postgres', q{
+		CREATE TABLE charges (merchant text NOT NULL, id bigserial, key text NOT NULL,
+							  amount int NOT NULL, PRIMARY KEY (merchant, id));
+		SELECT create_distributed_table('charges', 'merchant');});
+	return;
 }
 
 =pod
