@@ -56,55 +56,16 @@ fingerprint='\x9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'
 mkdir -p "${BENCH_RESULTS:-bench/results}/reaper"
 results=$(cd "${BENCH_RESULTS:-bench/results}/reaper" && pwd)
 rm -f "$results"/*.csv "$results"/*.md "$results"/*.log
-work=$(mktemp -d /tmp/idempotency-reaper.XXXXXX)
-chmod 755 "$work"; chown postgres: "$work"
-data=$work/data
-children=()
-cleanup() {
-  local rc=$?
-  for pid in "${children[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [ -n "${bindir-}" ] && [ -f "$data/postmaster.pid" ]; then
-    runuser -u postgres -- "$bindir/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1 || true
-  fi
-  cp "$work/server.log" "$results/server.log" 2>/dev/null || true
-  rm -rf "$work"
-  [ $rc -eq 0 ] || echo "bench-reaper: failed (exit status $rc); server log in $results" >&2
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log "build and install (output in $results/build.log)"
-{ $MAKE --no-print-directory && $MAKE --no-print-directory install; } >"$results/build.log" 2>&1 \
-  || { cat "$results/build.log"; die "the build failed"; }
-bindir=$("$PG_CONFIG" --bindir)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-
-runuser -u postgres -- "$bindir/initdb" -D "$data" -A trust -U postgres -E UTF8 --locale=C --no-sync \
-  >"$work/initdb.log" 2>&1 || { cat "$work/initdb.log"; die "initdb failed"; }
-cat >>"$data/postgresql.conf" <<EOF
-# bench/reaper.sh: bench/run.sh's settings
-listen_addresses = '127.0.0.1'
-port = $port
-unix_socket_directories = '$work'
-shared_preload_libraries = 'idempotency'
+bench_name=reaper
+. bench/cluster.sh
+bench_cluster_start <<EOF
 max_connections = 100
-shared_buffers = '2GB'
-synchronous_commit = $BENCH_SYNC_COMMIT
-max_wal_size = '20GB'
-checkpoint_timeout = '1h'
 # the reaper off until the reaping phase switches it on for database reap;
 # its throttle and batch size are the defaults
 idempotency.reaper_databases = ''
 idempotency.reaper_naptime = 1
 ${REAPER_CONF-}
 EOF
-runuser -u postgres -- "$bindir/pg_ctl" -D "$data" -l "$work/server.log" -w -t 600 start >/dev/null \
-  || { cat "$work/server.log"; die "the cluster did not start"; }
-export PGHOST=$work PGPORT=$port PGUSER=postgres
-sql() { local db=$1; shift; "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -d "$db" "$@"; }
-value() { sql "$1" -At -F " " -c "$2"; }
 
 sql postgres -c 'CREATE DATABASE quiet'
 sql quiet -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION idempotency CASCADE' -f bench/schema.sql
