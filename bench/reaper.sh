@@ -78,17 +78,8 @@ batch=$(value reap 'SHOW idempotency.reaper_batch_size')
 # ago and now.
 log "loading $REAPER_ROWS expired keys into database reap"
 t0=$(date +%s)
-sql reap <<EOF
-INSERT INTO idempotency.keys
-	(scope, key, fingerprint, state, response_status, response_body,
-	 created_at, expires_at, retain_until)
-SELECT 'bench', key, '$fingerprint', 'completed', 201, '{"id": "ch_bench", "amount": 1000}',
-	   created_at, created_at + interval '1 day', created_at + interval '7 days'
-  FROM (SELECT ((i * 6364136223846793005::numeric) % 9223372036854775808)::bigint::text AS key,
-			   now() - interval '8 days' + i * (interval '1 day' / $REAPER_ROWS) AS created_at
-		  FROM generate_series(1, $REAPER_ROWS) AS i) AS k;
-VACUUM ANALYZE idempotency.keys;
-EOF
+sql reap -v rows="$REAPER_ROWS" -v since='8 days' -v fingerprint="$fingerprint" -f bench/load-keys.sql
+sql reap -c 'VACUUM ANALYZE idempotency.keys'
 load_s=$(( $(date +%s) - t0 ))
 size=$(value reap "SELECT pg_size_pretty(pg_total_relation_size('idempotency.keys'))")
 expired=$(value reap "SELECT count(*) FROM idempotency.keys WHERE retain_until <= now()")

@@ -357,17 +357,8 @@ done
 # it would among real keys, not in a corner of its own.
 log "scale: loading $BENCH_SCALE_ROWS completed keys"
 t0=$(date +%s)
-sql scale <<EOF
-INSERT INTO idempotency.keys
-	(scope, key, fingerprint, state, response_status, response_body,
-	 created_at, expires_at, retain_until)
-SELECT 'bench', key, '$fingerprint', 'completed', 201, '{"id": "ch_bench", "amount": 1000}',
-	   created_at, created_at + interval '1 day', created_at + interval '7 days'
-  FROM (SELECT ((i * 6364136223846793005::numeric) % 9223372036854775808)::bigint::text AS key,
-			   now() - interval '8 days' + i * (interval '1 day' / $BENCH_SCALE_ROWS) AS created_at
-		  FROM generate_series(1, $BENCH_SCALE_ROWS) AS i) AS k;
-VACUUM ANALYZE idempotency.keys;
-EOF
+sql scale -v rows="$BENCH_SCALE_ROWS" -v since='8 days' -v fingerprint="$fingerprint" -f bench/load-keys.sql
+sql scale -c 'VACUUM ANALYZE idempotency.keys'
 scale_load_s=$(( $(date +%s) - t0 ))
 scale_size=$(value scale "SELECT pg_size_pretty(pg_total_relation_size('idempotency.keys'))")
 log "scale: loaded in ${scale_load_s} s, idempotency.keys is $scale_size"

@@ -54,15 +54,8 @@ sql up -c 'SET client_min_messages = warning' \
   -c "CREATE EXTENSION idempotency VERSION '0.1.0' CASCADE" -f bench/schema.sql
 log "loading $UPGRADE_ROWS completed keys into the 0.1.0 table"
 t0=$(date +%s)
+sql up -v rows="$UPGRADE_ROWS" -v since='1 day' -v fingerprint="$fingerprint" -f bench/load-keys.sql
 sql up <<EOF
-INSERT INTO idempotency.keys
-	(scope, key, fingerprint, state, response_status, response_body,
-	 created_at, expires_at, retain_until)
-SELECT 'bench', key, '$fingerprint', 'completed', 201, '{"id": "ch_bench", "amount": 1000}',
-	   created_at, created_at + interval '1 day', created_at + interval '7 days'
-  FROM (SELECT ((i * 6364136223846793005::numeric) % 9223372036854775808)::bigint::text AS key,
-			   now() - interval '1 day' + i * (interval '1 day' / $UPGRADE_ROWS) AS created_at
-		  FROM generate_series(1, $UPGRADE_ROWS) AS i) AS k;
 INSERT INTO idempotency.keys
 	(scope, key, fingerprint, state, response_status, response_body,
 	 created_at, expires_at, retain_until)
