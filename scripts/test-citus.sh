@@ -11,11 +11,13 @@
 # With --bench (make bench-citus) it runs scripts/bench-citus.pl instead, the same way,
 # and leaves its table in bench/results/citus.md.
 #
-# The extension is installed in a private mount namespace, where /usr/lib/postgresql and
-# /usr/share/postgresql are overlays on a temporary directory: its nodes see this tree's
-# build, and neither the system's PostgreSQL nor another worktree's tests running at the
-# same time see it (IDEMPOTENCY_PRIVATE_INSTALL=0 installs into the system instead).
-# Citus itself is installed into the system first, once.
+# The extension is installed in a private mount namespace (scripts/private-install.sh),
+# where /usr/lib/postgresql and /usr/share/postgresql are overlays on a temporary
+# directory: its nodes see this tree's build, and neither the system's PostgreSQL nor
+# another worktree's tests running at the same time see it (IDEMPOTENCY_PRIVATE_INSTALL=0,
+# or a machine without such namespaces, installs into the system instead, and t/citus/005
+# skips: its test-only update is installed in the namespace only).  Citus itself is
+# installed into the system first, once.
 #
 # Settings (environment): PG_CONFIG (default pg_config: the system's PostgreSQL 15),
 # CITUS_TOOLCHAIN (default ../shared/toolchain), PROVE_FLAGS (e.g. -v),
@@ -35,26 +37,12 @@ fi
 # Nothing of the calling make (-k, -n, PG_CONFIG=...) reaches the builds here.
 unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
 
-if [ -z "${IDEMPOTENCY_CITUS_OVERLAY-}" ]; then
+# Citus goes into the system's PostgreSQL, outside the private namespace; the
+# rest runs again inside it (scripts/private-install.sh).
+if [ -z "${IDEMPOTENCY_IN_PRIVATE_INSTALL-}" ] && [ -z "${IDEMPOTENCY_CITUS_READY-}" ]; then
   bash scripts/setup-debian.sh
   TOOLCHAIN_DIR=$CITUS_TOOLCHAIN bash scripts/toolchain.sh citus "$PG_CONFIG"
-  if [ "${IDEMPOTENCY_PRIVATE_INSTALL:-1}" != 0 ]; then
-    overlay=$(mktemp -d /tmp/idempotency-citus-overlay.XXXXXX)
-    chmod 755 "$overlay"
-    rc=0
-    IDEMPOTENCY_CITUS_OVERLAY=$overlay unshare --mount --propagation private bash -c '
-      set -euo pipefail
-      n=0
-      for dir in /usr/lib/postgresql /usr/share/postgresql; do
-        n=$((n + 1))
-        mkdir -p "$IDEMPOTENCY_CITUS_OVERLAY/$n/upper" "$IDEMPOTENCY_CITUS_OVERLAY/$n/work"
-        chmod 755 "$IDEMPOTENCY_CITUS_OVERLAY/$n" "$IDEMPOTENCY_CITUS_OVERLAY/$n/upper"
-        mount -t overlay overlay -o "lowerdir=$dir,upperdir=$IDEMPOTENCY_CITUS_OVERLAY/$n/upper,workdir=$IDEMPOTENCY_CITUS_OVERLAY/$n/work" "$dir"
-      done
-      exec bash "$0" "$@"' "$0" "$@" || rc=$?
-    rm -rf "$overlay"
-    exit $rc
-  fi
+  IDEMPOTENCY_CITUS_READY=1 exec bash scripts/private-install.sh bash "$0" "$@"
 fi
 
 bindir=$("$PG_CONFIG" --bindir)
@@ -67,7 +55,7 @@ $MAKE -s -C "$tapdir" --no-print-directory PG_CONFIG="$PG_CONFIG"
 $MAKE -s -C "$tapdir" --no-print-directory PG_CONFIG="$PG_CONFIG" install
 # A test-only next version for t/citus/005 (the update of a distributed
 # install), in the private namespace's overlay only: never in the system.
-if [ -n "${IDEMPOTENCY_CITUS_OVERLAY-}" ]; then
+if [ -n "${IDEMPOTENCY_IN_PRIVATE_INSTALL-}" ]; then
   cp t/citus/update-test.sql \
      "$("$PG_CONFIG" --sharedir)/extension/idempotency--0.2.0--0.2.0citustest.sql"
 fi
