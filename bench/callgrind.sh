@@ -16,8 +16,10 @@
 # postgres).  Knobs: CALLGRIND_CASES (default below), CALLGRIND_N1 (200),
 # CALLGRIND_N2 (1200), CALLGRIND_CHURN_WARMUP, CALLGRIND_CONF (lines added to
 # postgresql.conf, e.g. 'idempotency.scope_stats_max = 0' to measure without
-# the per-scope statistics), PG_CONFIG.  Prints one line per case and writes
-# bench/results/callgrind.csv.
+# the per-scope statistics), CALLGRIND_SQL (statements run once the
+# extension is created, e.g. 'DROP INDEX idempotency.keys_retain_until_idx'
+# to attribute a cost; README.md, "Performance"), PG_CONFIG.  Prints one
+# line per case and writes bench/results/callgrind.csv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PG_CONFIG=${PG_CONFIG:-pg_config}
@@ -66,6 +68,7 @@ as_pg pg_ctl -D "$work/data" -l "$work/server.log" -w -t 300 -p "$work/postgres"
 
 psql_pg() { as_pg psql -X -q -h "$work" -p "$port" -U postgres "$@"; }
 psql_pg -d postgres -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION idempotency CASCADE' -f bench/schema.sql >/dev/null
+[ -z "${CALLGRIND_SQL-}" ] || psql_pg -d postgres -v ON_ERROR_STOP=1 -c "$CALLGRIND_SQL" >/dev/null
 # the completed keys ext-replay picks from, one transaction each
 psql_pg -d postgres -v ON_ERROR_STOP=1 -c "
   CREATE PROCEDURE pg_temp.fill() LANGUAGE plpgsql AS \$\$
