@@ -182,6 +182,11 @@ typedef struct IkTable
 	int			ndefaults;		/* defaults of the DBA's extra columns */
 	AttrNumber *default_attnums;
 	struct ExprState **default_exprs;
+	struct EState *estate;		/* the executor state every write shares,
+								 * holding the compiled expressions */
+	struct ResultRelInfo *rri;	/* its one result relation */
+	Relation   *index_descs;	/* its indexes, opened by each write */
+	TupleTableSlot *new_row;	/* the row a write makes */
 } IkTable;
 
 extern IkTable ik_keys_table;

@@ -11,10 +11,13 @@
  * NOT NULL constraints, every index (partial and expression indexes
  * included), column defaults and AFTER row triggers behave as for any
  * INSERT or UPDATE; AFTER triggers fire when each call ends, as at the end
- * of a statement.  What the executor would rebuild per statement (index
- * information, compiled constraints, defaults) is kept across
- * transactions by tables.c; the EState itself is made per call, in the
- * caller's memory, so that an error leaves nothing behind.
+ * of a statement.  What the executor would rebuild per statement (the
+ * EState, index information, compiled constraints, defaults) is kept
+ * across transactions by tables.c; a write binds it to its snapshot and
+ * command, makes its result relation anew in it, and leaves nothing in it
+ * but memory it reuses.  A write that fails part-way may leave slots in
+ * it whose buffer pins the abort has already released, so the abort
+ * drops the whole cache and the next write builds it again.
  *
  * Rows are changed only once locked: ik_store_lock() locks the latest
  * version of a row with an explicit wait policy, and hands it back re-read,
@@ -62,6 +65,9 @@
 static bool store_busy = false;
 static SubTransactionId store_subid;
 
+/* The table whose cached executor state a write is using, if any. */
+static IkTable *writing = NULL;
+
 static void
 store_enter(void)
 {
@@ -81,11 +87,21 @@ store_leave(void)
 	store_busy = false;
 }
 
+/* An error ended the call in progress: see the file header. */
+static void
+store_abort(void)
+{
+	store_busy = false;
+	if (writing != NULL)
+		writing->valid = false;
+	writing = NULL;
+}
+
 static void
 store_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-		store_busy = false;
+		store_abort();
 }
 
 static void
@@ -93,7 +109,7 @@ store_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					   SubTransactionId parentSubid, void *arg)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB && store_busy && mySubid <= store_subid)
-		store_busy = false;
+		store_abort();
 }
 
 void
@@ -358,9 +374,9 @@ ik_store_lookup(text *scope, text *key, bool latest, IkRow *row)
 }
 
 /*
- * An executor state for one write, as the apply worker makes one: one
- * result relation with the cached indexes and compiled constraints, and
- * the AFTER trigger queue open, as for one statement.
+ * One write, as the apply worker makes one: the table's cached EState
+ * with one result relation, its cached indexes and compiled constraints,
+ * and the AFTER trigger queue open, as for one statement.
  */
 typedef struct Writer
 {
@@ -372,42 +388,36 @@ typedef struct Writer
 	text	   *key;
 } Writer;
 
+/*
+ * The result relation is made anew in the cached memory for each write,
+ * as the executor makes it for each statement, so that what the executor
+ * adds to it lazily (trigger slots, trigger functions' caches) does not
+ * outlive the write.
+ */
 static void
 writer_open(Writer *wr, text *scope, text *key, IkTable *table, Relation rel)
 {
-	RangeTblEntry *rte;
-	EState	   *estate;
-	ResultRelInfo *rri;
+	EState	   *estate = table->estate;
+	ResultRelInfo *rri = table->rri;
 
 	wr->scope = scope;
 	wr->key = key;
 	wr->table = table;
 	wr->rel = rel;
+	wr->estate = estate;
+	wr->rri = rri;
 
-	wr->estate = estate = CreateExecutorState();
-	rte = makeNode(RangeTblEntry);
-	rte->rtekind = RTE_RELATION;
-	rte->relid = RelationGetRelid(wr->rel);
-	rte->relkind = RELKIND_RELATION;
-	rte->rellockmode = RowExclusiveLock;
-	ik_init_range_table(estate, rte);
-
-	wr->rri = rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, wr->rel, 1, NULL, 0);
-	estate->es_opened_result_relations = list_make1(rri);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	rri->ri_NumIndices = table->nindexes;
+	rri->ri_IndexRelationDescs = table->index_descs;
+	rri->ri_IndexRelationInfo = table->index_info;
+	for (int i = 0; i < table->nindexes; i++)
+		table->index_descs[i] = index_open(table->index_oids[i],
+										   RowExclusiveLock);
+	IK_RRI_CHECK_EXPRS(rri) = table->check_exprs;
 	estate->es_output_cid = GetCurrentCommandId(true);
 	estate->es_snapshot = GetActiveSnapshot();
-
-	rri->ri_NumIndices = table->nindexes;
-	if (table->nindexes > 0)
-	{
-		rri->ri_IndexRelationDescs = palloc(sizeof(Relation) * table->nindexes);
-		rri->ri_IndexRelationInfo = table->index_info;
-		for (int i = 0; i < table->nindexes; i++)
-			rri->ri_IndexRelationDescs[i] = index_open(table->index_oids[i],
-													   RowExclusiveLock);
-	}
-	IK_RRI_CHECK_EXPRS(rri) = table->check_exprs;
+	writing = table;
 
 	AfterTriggerBeginQuery();
 }
@@ -429,19 +439,27 @@ writer_begin(Writer *wr, text *scope, text *key)
  * Let go of a write's state; its AFTER triggers have fired.  As
  * ExecCloseIndices() does, but the indexes stay locked until the
  * transaction ends, as the table does: the lock would be taken again by
- * the next write, which costs more than keeping it.
+ * the next write, which costs more than keeping it.  The slots the write
+ * made go, and so does the memory of its expressions; the rest of the
+ * EState stays for the next write.
  */
 static void
 writer_close(Writer *wr)
 {
+	EState	   *estate = wr->estate;
+
 	for (int i = 0; i < wr->rri->ri_NumIndices; i++)
 	{
 		ik_index_insert_cleanup(wr->rri->ri_IndexRelationDescs[i],
 								wr->rri->ri_IndexRelationInfo[i]);
 		index_close(wr->rri->ri_IndexRelationDescs[i], NoLock);
+		wr->rri->ri_IndexRelationDescs[i] = NULL;
 	}
-	ExecResetTupleTable(wr->estate->es_tupleTable, false);
-	FreeExecutorState(wr->estate);
+	ExecClearTuple(wr->table->new_row);
+	ExecResetTupleTable(estate->es_tupleTable, true);
+	estate->es_tupleTable = NIL;
+	ResetPerTupleExprContext(estate);
+	writing = NULL;
 	table_close(wr->rel, NoLock);
 	store_leave();
 	CommandCounterIncrement();
@@ -519,7 +537,7 @@ static TupleTableSlot *
 row_slot(Writer *wr, const IkWrite *w, TupleTableSlot *old)
 {
 	IkTable    *table = wr->table;
-	TupleTableSlot *slot = table_slot_create(wr->rel, &wr->estate->es_tupleTable);
+	TupleTableSlot *slot = table->new_row;
 	int			natts = slot->tts_tupleDescriptor->natts;
 	Datum	   *values = slot->tts_values;
 	bool	   *nulls = slot->tts_isnull;

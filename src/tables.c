@@ -18,11 +18,11 @@
  *
  * For a table that is written (the keys), the pieces the executor would
  * build for every statement are built once here and kept across
- * transactions: the index list with each IndexInfo and its expression and
- * predicate states, the compiled CHECK constraints, and the default
- * expressions of a DBA's extra columns.  Planning one CHECK constraint
- * costs more than the insert it checks, and a claim inserts once per
- * transaction.  All of it is dropped when a relcache invalidation names
+ * transactions: the EState that every write shares, the index list with
+ * each IndexInfo and its expression and predicate states, the compiled
+ * CHECK constraints, and the default expressions of a DBA's extra
+ * columns.  Planning one CHECK constraint costs more than the insert it
+ * checks, and a claim inserts once per transaction.  All of it is dropped when a relcache invalidation names
  * the table or one of its indexes, and rebuilt at the next open, after
  * the table's lock is held, so that it always matches the catalog the
  * lock protects.
@@ -374,16 +374,21 @@ check_no_rewriting(IkTable *table, Relation rel)
 
 /*
  * What the executor needs to write the table, built once: see the file
- * header.  The expression states are compiled in the table's context,
- * through an EState that lives there only for its memory.
+ * header.  One EState, made in the table's context, serves every write
+ * (store.c binds it to the write's snapshot and command) and holds the
+ * compiled expressions; with it the range table of the one result
+ * relation, and a slot for the rows the writes make.  The slot has a copy
+ * of the table's descriptor, since a relcache descriptor would be pinned
+ * by the transaction that made the slot.
  */
 static void
 build_executor_state(IkTable *table, Relation rel)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	EState	   *compile = CreateExecutorState();
+	EState	   *estate = CreateExecutorState();
 	List	   *indexes = RelationGetIndexList(rel);
 	ListCell   *lc;
+	RangeTblEntry *rte;
 	int			i = 0;
 
 	table->nindexes = list_length(indexes);
@@ -396,9 +401,9 @@ build_executor_state(IkTable *table, Relation rel)
 
 		if (info->ii_Expressions != NIL)
 			info->ii_ExpressionsState = ExecPrepareExprList(info->ii_Expressions,
-															compile);
+															estate);
 		if (info->ii_Predicate != NIL)
-			info->ii_PredicateState = ExecPrepareQual(info->ii_Predicate, compile);
+			info->ii_PredicateState = ExecPrepareQual(info->ii_Predicate, estate);
 		table->index_oids[i] = RelationGetRelid(index);
 		table->index_info[i] = info;
 		if (!OidIsValid(table->order_index) &&
@@ -422,7 +427,7 @@ build_executor_state(IkTable *table, Relation rel)
 			Expr	   *expr = ik_check_constraint_expr(rel, &desc->constr->check[c]);
 
 			if (expr != NULL)
-				table->check_exprs[c] = ExecPrepareExpr(expr, compile);
+				table->check_exprs[c] = ExecPrepareExpr(expr, estate);
 		}
 	}
 
@@ -442,9 +447,22 @@ build_executor_state(IkTable *table, Relation rel)
 			continue;
 		table->default_attnums[table->ndefaults] = att->attnum;
 		table->default_exprs[table->ndefaults] = ExecPrepareExpr((Expr *) expr,
-																 compile);
+																 estate);
 		table->ndefaults++;
 	}
+
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = RELKIND_RELATION;
+	rte->rellockmode = RowExclusiveLock;
+	ik_init_range_table(estate, rte);
+	table->rri = makeNode(ResultRelInfo);
+	estate->es_opened_result_relations = list_make1(table->rri);
+	table->index_descs = palloc0(sizeof(Relation) * Max(table->nindexes, 1));
+	table->new_row = MakeSingleTupleTableSlot(CreateTupleDescCopy(desc),
+											  &TTSOpsHeapTuple);
+	table->estate = estate;
 }
 
 /*
@@ -463,6 +481,9 @@ build(IkTable *table, LOCKMODE lockmode)
 	table->relid = InvalidOid;
 	table->nindexes = 0;
 	table->order_index = InvalidOid;
+	if (table->estate != NULL)
+		FreeExecutorState(table->estate);
+	table->estate = NULL;
 	if (table->cxt != NULL)
 		MemoryContextDelete(table->cxt);
 	table->cxt = NULL;
