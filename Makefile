@@ -22,6 +22,7 @@ include $(PGXS)
 include fuzz/fuzz.mk
 include scripts/sanitize.mk
 include scripts/release.mk
+include scripts/indent.mk
 include scripts/citus.mk
 include scripts/rollout.mk
 include bench/drivers.mk
@@ -36,6 +37,8 @@ EXTRA_CLEAN += $(BENCH_DRIVERS)
 #                library preloaded) and TAP t/*.pl (prove as the postgres user)
 #   make bench - set up, build, install, then the benchmark against the alternatives
 #                in a throwaway cluster (bench/bench.mk; make bench-smoke in CI)
+#   make indent / make check-indent - PostgreSQL's pgindent over src/ in place, or only
+#                its diff, failing if any file would change (scripts/indent.mk)
 # `make installcheck` still runs regress + isolation against your own running cluster
 # (which needs shared_preload_libraries = 'idempotency').  TAP_TESTS is deliberately
 # not set: PostgreSQL refuses to run as root, so scripts/test.sh runs prove itself.
