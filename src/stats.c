@@ -52,7 +52,7 @@ typedef struct IkStatsSlot
 	pg_atomic_uint64 counters[IK_NUM_COUNTERS];
 	pg_atomic_uint64 latency_buckets[IK_LATENCY_BUCKETS];	/* not cumulative */
 	pg_atomic_uint64 latency_sum_ns;
-	pg_atomic_uint64 last_reap;	/* TimestampTz, 0 if never */
+	pg_atomic_uint64 last_reap; /* TimestampTz, 0 if never */
 } IkStatsSlot;
 
 typedef struct IkStatsShared
@@ -313,6 +313,16 @@ typedef struct StatsRow
 	bool		isnull;
 } StatsRow;
 
+/* Add a column to a row of read_stats(); returns the next free column. */
+static int
+stats_column(StatsRow *row, int n, const char *name, Datum value, bool isnull)
+{
+	row[n].name = name;
+	row[n].value = value;
+	row[n].isnull = isnull;
+	return n + 1;
+}
+
 /*
  * read_stats() RETURNS SETOF record: one row per database with counters,
  * behind the view idempotency.stats.  The histogram comes as Prometheus
@@ -351,31 +361,38 @@ idempotency_stats(PG_FUNCTION_ARGS)
 		if (s < IK_STATS_SLOTS && dboid == InvalidOid)
 			continue;
 
-		row[n++] = (StatsRow) {"dboid", ObjectIdGetDatum(dboid), s == IK_STATS_SLOTS};
+		n = stats_column(row, n, "dboid", ObjectIdGetDatum(dboid),
+						 s == IK_STATS_SLOTS);
 		for (int i = 0; i < IK_NUM_COUNTERS; i++)
-			row[n++] = (StatsRow) {counter_columns[i],
-				Int64GetDatum((int64) pg_atomic_read_u64(&slot->counters[i])), false};
-		row[n++] = (StatsRow) {"last_reap", TimestampTzGetDatum((TimestampTz) last_reap),
-			last_reap == 0};
+			n = stats_column(row, n, counter_columns[i],
+							 Int64GetDatum((int64) pg_atomic_read_u64(&slot->counters[i])),
+							 false);
+		n = stats_column(row, n, "last_reap",
+						 TimestampTzGetDatum((TimestampTz) last_reap),
+						 last_reap == 0);
 		for (int i = 0; i < IK_LATENCY_BUCKETS; i++)
 		{
 			running += pg_atomic_read_u64(&slot->latency_buckets[i]);
 			cumulative[i] = Int64GetDatum((int64) running);
 		}
-		row[n++] = (StatsRow) {"claim_latency_seconds",
-			PointerGetDatum(float8_array(bounds, IK_LATENCY_BUCKETS)), false};
-		row[n++] = (StatsRow) {"claim_latency_seconds_bucket",
-			PointerGetDatum(construct_array(cumulative, IK_LATENCY_BUCKETS,
-											INT8OID, sizeof(int64),
-											FLOAT8PASSBYVAL,
-											TYPALIGN_DOUBLE)), false};
-		row[n++] = (StatsRow) {"claim_latency_seconds_sum",
-			Float8GetDatum(pg_atomic_read_u64(&slot->latency_sum_ns) / 1e9), false};
-		row[n++] = (StatsRow) {"claim_latency_seconds_count",
-			Int64GetDatum((int64) running), false};
-		row[n++] = (StatsRow) {"stats_reset",
-			TimestampTzGetDatum((TimestampTz) pg_atomic_read_u64(&shared->reset_at)),
-			false};
+		n = stats_column(row, n, "claim_latency_seconds",
+						 PointerGetDatum(float8_array(bounds, IK_LATENCY_BUCKETS)),
+						 false);
+		n = stats_column(row, n, "claim_latency_seconds_bucket",
+						 PointerGetDatum(construct_array(cumulative,
+														 IK_LATENCY_BUCKETS,
+														 INT8OID, sizeof(int64),
+														 FLOAT8PASSBYVAL,
+														 TYPALIGN_DOUBLE)),
+						 false);
+		n = stats_column(row, n, "claim_latency_seconds_sum",
+						 Float8GetDatum(pg_atomic_read_u64(&slot->latency_sum_ns) / 1e9),
+						 false);
+		n = stats_column(row, n, "claim_latency_seconds_count",
+						 Int64GetDatum((int64) running), false);
+		n = stats_column(row, n, "stats_reset",
+						 TimestampTzGetDatum((TimestampTz) pg_atomic_read_u64(&shared->reset_at)),
+						 false);
 
 		values = palloc(sizeof(Datum) * desc->natts);
 		nulls = palloc(sizeof(bool) * desc->natts);
