@@ -464,8 +464,8 @@ build_map(DistMap *map, Oid shell)
 
 	/*
 	 * The keys are written on one placement only, so they must have one per
-	 * shard; the policies are only read, so a reference table (a placement
-	 * on every node) is what they need.
+	 * shard; the policies are only read, so a reference table (a placement on
+	 * every node) is what they need.
 	 */
 	if (map == &keys_map ? !((method == 'h' || method == 'n') && repmodel == 's')
 		: method != 'n')
@@ -665,8 +665,8 @@ ik_citus_lock_shard(Oid shell, text *scope, int64 shardid)
 	PG_END_TRY();
 
 	/*
-	 * A move or split that committed before the lock was granted changed
-	 * the placement: read it again, past any cached catalog snapshot.
+	 * A move or split that committed before the lock was granted changed the
+	 * placement: read it again, past any cached catalog snapshot.
 	 */
 	AcceptInvalidationMessages();
 	InvalidateCatalogSnapshot();
@@ -742,10 +742,9 @@ ik_citus_reap_workers(Oid shell, int32 max_rows)
 		return -1;
 
 	/*
-	 * The workers reap their own shards, where the rows are; each commits
-	 * on its own (run_command_on_workers() does not join this
-	 * transaction), as the background reaper would.  Not a hot path, so
-	 * SPI is fine here.
+	 * The workers reap their own shards, where the rows are; each commits on
+	 * its own (run_command_on_workers() does not join this transaction), as
+	 * the background reaper would.  Not a hot path, so SPI is fine here.
 	 */
 	SPI_connect();
 	if (SPI_execute_with_args("SELECT r.nodename, r.nodeport, r.success, r.result"

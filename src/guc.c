@@ -193,8 +193,8 @@ ik_define_gucs(void)
 
 	/*
 	 * A size of shared memory, so only the postmaster sets it, and only a
-	 * preloaded library may define such a setting: a backend that loads
-	 * the library later has no table anyway.
+	 * preloaded library may define such a setting: a backend that loads the
+	 * library later has no table anyway.
 	 */
 	if (process_shared_preload_libraries_in_progress)
 		DefineCustomIntVariable("idempotency.scope_stats_max",

@@ -31,6 +31,7 @@ extern void hasher_init(Hasher *h, const char *key);
 extern void hasher_add(Hasher *h, const void *data, size_t len);
 extern void hasher_tag(Hasher *h, char tag);
 extern void hasher_chunk(Hasher *h, char tag, const char *data, uint32 len);
+
 /* the digest, PG_SHA256_DIGEST_LENGTH bytes, as a bytea */
 extern bytea *hasher_finish(Hasher *h);
 

@@ -156,11 +156,11 @@ typedef struct IkTable
 	const char *relname;		/* in schema idempotency */
 	const IkColumnSpec *columns;
 	int			ncolumns;
-	const int  *lookup;			/* columns of the unique index rows are
-								 * looked up by */
+	const int  *lookup;			/* columns of the unique index rows are looked
+								 * up by */
 	int			nlookup;
-	int			order_column;	/* written tables: the column rows are
-								 * scanned in order of, by order_index */
+	int			order_column;	/* written tables: the column rows are scanned
+								 * in order of, by order_index */
 	bool		written;		/* by the library: keep executor state */
 	Oid			fixed_relid;	/* a Citus shard: opened by this OID, not
 								 * found by relname in schema idempotency */
@@ -173,8 +173,8 @@ typedef struct IkTable
 	AttrNumber *attnum;			/* of each column */
 	Oid			lookup_index;
 	int			lookup_position[2]; /* index column of each lookup column */
-	Oid			order_index;	/* a btree index leading with order_column,
-								 * or InvalidOid */
+	Oid			order_index;	/* a btree index leading with order_column, or
+								 * InvalidOid */
 	int			nindexes;		/* written tables: every index ... */
 	Oid		   *index_oids;
 	struct IndexInfo **index_info;	/* ... with expression states compiled */

@@ -57,8 +57,7 @@ PG_FUNCTION_INFO_V1(idempotency_reap);
 typedef struct Reap
 {
 	TimestampTz now;			/* retention is judged against it */
-	TimestampTz cursor;			/* the next batch starts at this
-								 * retain_until */
+	TimestampTz cursor;			/* the next batch starts at this retain_until */
 	int			budget;			/* released subtransactions left */
 	IkReapSkip *skipped;		/* rows to skip, sorted by keyhash */
 	int			nskipped;

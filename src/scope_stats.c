@@ -83,8 +83,8 @@ typedef struct Victim
 
 typedef struct ScopeShared
 {
-	LWLock	   *lock;			/* shared to count, exclusive to add, evict
-								 * or reset entries */
+	LWLock	   *lock;			/* shared to count, exclusive to add, evict or
+								 * reset entries */
 	/* the rest is written under the exclusive lock */
 	uint64		evictions;
 	uint64		evictions_with_errors;
@@ -464,8 +464,8 @@ count_into(text *scope, const uint32 *counts)
 	 * The scope had no entry a moment ago: whatever it did before the last
 	 * discard may have been counted into one that was evicted, but not what
 	 * it did since, which would have made an entry.  An eviction made here
-	 * cannot remove the scope's, so the time to take is the one before it.
-	 * A table that is not full takes the entry at once, found or made.
+	 * cannot remove the scope's, so the time to take is the one before it. A
+	 * table that is not full takes the entry at once, found or made.
 	 */
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	tracked_since = shared->discarded_at;

@@ -201,11 +201,11 @@ decode_row(IkTable *table, TupleTableSlot *slot, IkRow *row)
 			!null_column(table, slot, IK_KEYS_LEASE_EXPIRES_AT))
 			return "it is completed but has a lease";
 		row->response.headers = (Jsonb *) copy_varlena(table, slot,
-														IK_KEYS_RESPONSE_HEADERS);
+													   IK_KEYS_RESPONSE_HEADERS);
 		if (row->response.headers != NULL && !JB_ROOT_IS_OBJECT(row->response.headers))
 			return "its response_headers are not a JSON object";
 		row->response.body = (Jsonb *) copy_varlena(table, slot,
-													 IK_KEYS_RESPONSE_BODY);
+													IK_KEYS_RESPONSE_BODY);
 	}
 	else
 	{

@@ -190,8 +190,7 @@ ik_tables_register_callbacks(void)
 	CacheRegisterRelcacheCallback(invalidate_tables, (Datum) 0);
 }
 
-static void
-drift(IkTable *table, const char *detail_fmt,...) pg_attribute_printf(2, 3);
+static void drift(IkTable *table, const char *detail_fmt,...) pg_attribute_printf(2, 3);
 
 /* The table does not have the shape this library needs: IK503. */
 static void
