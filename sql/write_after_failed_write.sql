@@ -65,11 +65,30 @@ BEGIN
         COMMIT;
     END LOOP;
 END $$;
+-- The cache's memory contexts and those under them: PostgreSQL 18 gives
+-- each context's path, 15 only its parent's name.
 CREATE FUNCTION pg_temp.cache_bytes() RETURNS bigint
-LANGUAGE sql AS $$
-    SELECT sum(total_bytes)::bigint FROM pg_backend_memory_contexts
-     WHERE name = 'idempotency table cache' OR parent = 'idempotency table cache'
-$$;
+LANGUAGE plpgsql AS $$
+DECLARE
+    bytes bigint;
+BEGIN
+    IF EXISTS (SELECT FROM pg_attribute
+                WHERE attrelid = 'pg_catalog.pg_backend_memory_contexts'::regclass
+                  AND attname = 'path') THEN
+        EXECUTE $q$
+            WITH c AS MATERIALIZED (SELECT * FROM pg_catalog.pg_backend_memory_contexts)
+            SELECT sum(x.total_bytes)::bigint
+              FROM c AS x JOIN c AS cache ON cache.name = 'idempotency table cache'
+                                         AND x.path[cache.level] = cache.path[cache.level]
+        $q$ INTO bytes;
+    ELSE
+        EXECUTE $q$
+            SELECT sum(total_bytes)::bigint FROM pg_catalog.pg_backend_memory_contexts
+             WHERE name = 'idempotency table cache' OR parent = 'idempotency table cache'
+        $q$ INTO bytes;
+    END IF;
+    RETURN bytes;
+END $$;
 CALL pg_temp.writes(1, 10);
 SELECT pg_temp.cache_bytes() AS before \gset
 CALL pg_temp.writes(11, 310);
