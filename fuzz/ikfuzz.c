@@ -4426,7 +4426,12 @@ main(int argc, char **argv)
 		rng_state = opt_seed * 0x9E3779B97F4A7C15ULL + (uint64_t) iteration * 0xD1B54A32D192ED03ULL;
 		(void) rnd64();
 		if (opt_only >= 0 && iteration != opt_only)
+		{
+			/* nothing after it: do not spin through to --seconds */
+			if (iteration > opt_only)
+				break;
 			continue;
+		}
 		w = (long) rnd((uint32_t) total_weight);
 		while (w >= ops[o].weight)
 			w -= ops[o++].weight;
