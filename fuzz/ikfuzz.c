@@ -3501,6 +3501,14 @@ typedef struct TKey
 	Bytes		fp;
 	char		token[40];
 	int64_t		lease_ms;
+	/* T_DURABLE: a checkpoint() with the token recorded a recovery point */
+	bool		rp;
+	/*
+	 * T_DURABLE: a 5xx complete() ended the lease of a claim with a recovery
+	 * point; the row stays in progress, so the next claim resumes it and
+	 * the token still holds it until then
+	 */
+	bool		ended;
 } TKey;
 
 static bool
@@ -3635,6 +3643,8 @@ op_args(void)
 								t->st = T_DURABLE;
 								snprintf(t->token, sizeof(t->token), "%s", val(&r, 0, 1));
 								t->lease_ms = iv_ms(&lease);
+								t->rp = false;
+								t->ended = false;
 							}
 							break;
 						case T_OPEN:
@@ -3652,6 +3662,19 @@ op_args(void)
 						case T_DURABLE:
 							if (!same_fp)
 								EXPECT(&r, "claim of a durable claim with another fingerprint", "IK422");
+							else if (t->ended)
+							{
+								/* the lease is over, however long it was */
+								EXPECT(&r, "claim of a durable claim whose lease a 5xx ended", "ok");
+								check(strcmp(claim_outcome(&r), "resume") == 0, &r,
+									  "a durable claim whose lease a 5xx ended is not 'resume'd");
+								check(val(&r, 0, 1) && strcmp(val(&r, 0, 1), t->token) != 0, &r,
+									  "a resume did not hand out a new lease token");
+								snprintf(t->token, sizeof(t->token), "%s", val(&r, 0, 1));
+								if (!lease.isnull)
+									t->lease_ms = iv_ms(&lease);
+								t->ended = false;
+							}
 							else if (t->lease_ms > 60000)
 								EXPECT(&r, "claim of a durable claim with a live lease", "IK409");
 							else
@@ -3706,7 +3729,12 @@ op_args(void)
 						if (which == 0)
 						{
 							check_complete_result(&r, (int) status);
-							t->st = status < 500 ? T_STORED : T_RELEASED;
+							if (status < 500)
+								t->st = T_STORED;
+							else if (t->rp)
+								t->ended = true;	/* kept in progress, lease ended */
+							else
+								t->st = T_RELEASED;
 						}
 						else
 							EXPECT(&r, "complete() with a wrong token", "IK409");
@@ -3769,7 +3797,12 @@ op_args(void)
 					if (t->st == T_DURABLE)
 					{
 						if (which == 0)
+						{
 							EXPECT(&r, "checkpoint() with the live token", "ok");
+							/* it also renews a lease that a 5xx ended */
+							t->rp = true;
+							t->ended = false;
+						}
 						else
 							EXPECT(&r, "checkpoint() with a wrong token", "IK409");
 					}
@@ -4426,7 +4459,12 @@ main(int argc, char **argv)
 		rng_state = opt_seed * 0x9E3779B97F4A7C15ULL + (uint64_t) iteration * 0xD1B54A32D192ED03ULL;
 		(void) rnd64();
 		if (opt_only >= 0 && iteration != opt_only)
+		{
+			/* nothing after it: do not spin through to --seconds */
+			if (iteration > opt_only)
+				break;
 			continue;
+		}
 		w = (long) rnd((uint32_t) total_weight);
 		while (w >= ops[o].weight)
 			w -= ops[o++].weight;

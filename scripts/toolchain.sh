@@ -35,6 +35,11 @@ usage() { die "usage: $0 postgresql-18 [--link DIR] | citus PG_CONFIG"; }
 [ -d "$TOOLCHAIN_DIR" ] || die "no toolchain directory $TOOLCHAIN_DIR (set TOOLCHAIN_DIR)"
 TOOLCHAIN_DIR=$(cd "$TOOLCHAIN_DIR" && pwd)
 [ "$(id -u)" -eq 0 ] || die "run as root (the build scripts install packages)"
+# Called from make (`make pg18`), the build scripts' own make would inherit
+# MAKELEVEL=1 and think itself a sub-make: PostgreSQL's top-level build then
+# skips generating utils/errcodes.h etc. first, and a parallel build fails
+# on a missing header.  Nothing of the calling make reaches the builds.
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
 mkdir -p "$TOOLCHAIN_CACHE"
 
 sha() { sha256sum "$1" | cut -c1-64; }
