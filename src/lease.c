@@ -119,7 +119,7 @@ raise_lease_lost(text *scope, text *key, const IkRow *row,
 				(errcode(ERRCODE_IK_IN_PROGRESS),
 				 errmsg("lease token of idempotency key \"%s\" is stale",
 						text_to_cstring(key)),
-				 errdetail("The durable claim of key \"%s\" in scope \"%s\" was resumed under another lease token after this one lapsed.",
+				 errdetail("The durable claim of key \"%s\" in scope \"%s\" is held under another lease token: another request resumed it after this token's lease lapsed, or this token never held it.",
 						   text_to_cstring(key), text_to_cstring(scope)),
 				 errhint("Stop working on this request: another worker holds it now.")));
 	ereport(ERROR,
