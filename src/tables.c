@@ -22,10 +22,10 @@
  * each IndexInfo and its expression and predicate states, the compiled
  * CHECK constraints, and the default expressions of a DBA's extra
  * columns.  Planning one CHECK constraint costs more than the insert it
- * checks, and a claim inserts once per transaction.  All of it is dropped when a relcache invalidation names
- * the table or one of its indexes, and rebuilt at the next open, after
- * the table's lock is held, so that it always matches the catalog the
- * lock protects.
+ * checks, and a claim inserts once per transaction.  All of it is dropped
+ * when a relcache invalidation names the table or one of its indexes, and
+ * rebuilt at the next open, after the table's lock is held, so that it
+ * always matches the catalog the lock protects.
  *
  *-------------------------------------------------------------------------
  */
