@@ -9,14 +9,8 @@
 #   ... [FILE...]                            only these files (paths from the repo's top)
 #
 # pgindent and pg_bsd_indent come from PostgreSQL 18's source tarball in ../shared/toolchain
-# (never from the network, never copied into the repo).  pg_bsd_indent includes PostgreSQL's
-# c.h and links libpgport, so it is built the way its README says: the tarball is unpacked
-# into a temporary directory, configured (without optional libraries) and
-# `make -C src/tools/pg_bsd_indent` run (80 s on 2 idle cores, 200 s beside another build).
-# Only the binary and src/tools/pgindent/ are kept, in $TOOLCHAIN_CACHE/pgindent-VERSION-KEY,
-# KEY being the first 16 hex digits of the tarball's SHA-256.  Another tarball is a new
-# directory and a new build, and older ones are removed; later runs reuse the cached binary
-# (a few seconds in all).
+# (never from the network, never copied into the repo), built once and cached by
+# `scripts/toolchain.sh pgindent` (80 s on 2 idle cores; later runs take a few seconds).
 #
 # The typedef list given to pgindent is PostgreSQL's typedefs.list plus the project's own
 # names, extracted from src/*.{c,h} on every run: the NAME of `typedef struct|union|enum
@@ -24,14 +18,10 @@
 # pg_bsd_indent does not know is formatted as a variable (`Foo * bar`, `(Foo *) x` spaced
 # oddly), so a new typedef is picked up without anyone editing a list.
 #
-# Settings (environment): TOOLCHAIN_DIR (default ../shared/toolchain, beside the repo),
-# TOOLCHAIN_CACHE (default /var/cache/idempotency-toolchain), as in scripts/toolchain.sh.
-# Needs gcc, make, perl, bzip2 and diff (scripts/setup-debian.sh installs them).  Concurrent
-# first runs wait on a lock.
+# Settings (environment): TOOLCHAIN_DIR and TOOLCHAIN_CACHE, as scripts/toolchain.sh reads
+# them.  Needs gcc, make, perl, bzip2 and diff (scripts/setup-debian.sh installs them).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-TOOLCHAIN_DIR=${TOOLCHAIN_DIR:-$top/../shared/toolchain}
-TOOLCHAIN_CACHE=${TOOLCHAIN_CACHE:-/var/cache/idempotency-toolchain}
 
 say() { echo "pgindent: $*" >&2; }
 die() { say "$*"; exit 2; }
@@ -79,56 +69,10 @@ for f in "${files[@]}"; do
   [[ $f == *.[ch] && -f $f && $f != /* ]] || die "$f: not a .c or .h file under $top"
 done
 
-# --- the tools: pg_bsd_indent built once per tarball, pgindent beside it ---------------------
-[ -d "$TOOLCHAIN_DIR" ] || die "no toolchain directory $TOOLCHAIN_DIR (set TOOLCHAIN_DIR)"
-tarballs=("$TOOLCHAIN_DIR"/postgresql-*.tar.bz2)
-[ ${#tarballs[@]} -eq 1 ] && [ -f "${tarballs[0]}" ] ||
-  die "expected one postgresql-*.tar.bz2 in $TOOLCHAIN_DIR, found: ${tarballs[*]}"
-tarball=${tarballs[0]}
-version=$(basename "$tarball" .tar.bz2); version=${version#postgresql-}
-mkdir -p "$TOOLCHAIN_CACHE" 2>/dev/null && [ -w "$TOOLCHAIN_CACHE" ] ||
-  die "cannot write $TOOLCHAIN_CACHE (run as root, or set TOOLCHAIN_CACHE)"
-tools=$TOOLCHAIN_CACHE/pgindent-$version-$(sha256sum "$tarball" | cut -c1-16)
+# --- the tools: pg_bsd_indent and pgindent, built once per tarball (scripts/toolchain.sh) ----
+tools=$(bash "$top/scripts/toolchain.sh" pgindent) || die "no pg_bsd_indent (scripts/toolchain.sh pgindent)"
 indent=$tools/bin/pg_bsd_indent
 pgindent=$tools/pgindent/pgindent
-
-if [ ! -f "$tools/.toolchain-complete" ] || ! "$indent" --version >/dev/null 2>&1; then
-  exec {lockfd}>"$TOOLCHAIN_CACHE/pgindent.lock"
-  if ! flock -n "$lockfd"; then
-    say "waiting for another build of pg_bsd_indent (lock $TOOLCHAIN_CACHE/pgindent.lock)"
-    flock -w 600 "$lockfd" || die "$TOOLCHAIN_CACHE/pgindent.lock is still held after 10 minutes"
-  fi
-fi
-if [ ! -f "$tools/.toolchain-complete" ] || ! "$indent" --version >/dev/null 2>&1; then
-  for old in "$TOOLCHAIN_CACHE"/pgindent-*/; do
-    [ -d "$old" ] || continue
-    say "removing ${old%/} (another tarball)"
-    rm -rf "$old"
-  done
-  say "building pg_bsd_indent from $(basename "$tarball") into $tools (1 to 3 minutes)"
-  start=$(date +%s)
-  build=$(mktemp -d "$TOOLCHAIN_CACHE/pgindent-build.XXXXXX")
-  src=$build/postgresql-$version
-  if ! {
-      tar -xjf "$tarball" -C "$build" &&
-      (cd "$src" && ./configure --without-icu --without-readline --without-zlib \
-                     --without-lz4 --without-zstd) >"$build/configure.log" 2>&1 &&
-      make -C "$src/src/tools/pg_bsd_indent" -j"$(nproc)" >"$build/make.log" 2>&1
-    }; then
-    tail -n 20 "$build/configure.log" "$build/make.log" >&2 2>/dev/null || true
-    rm -rf "$build"
-    die "the build of pg_bsd_indent failed"
-  fi
-  rm -rf "$tools"
-  mkdir -p "$tools/bin"
-  cp "$src/src/tools/pg_bsd_indent/pg_bsd_indent" "$tools/bin/"
-  cp -r "$src/src/tools/pgindent" "$tools/pgindent"
-  rm -rf "$build"
-  printf 'built %s in %s s from %s (sha256 %s); %s\n' "$(date -u +%FT%TZ)" \
-    "$(($(date +%s) - start))" "$(basename "$tarball")" "$(sha256sum "$tarball" | cut -c1-64)" \
-    "$("$indent" --version)" >"$tools/.toolchain-complete"
-  say "$(cat "$tools/.toolchain-complete")"
-fi
 
 # --- the run ------------------------------------------------------------------------------
 # pgindent writes its temporary files into the current directory: give it one of its own.

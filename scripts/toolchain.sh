@@ -20,9 +20,20 @@
 #       (a second or so) instead of building (about 3 minutes), or does nothing when the
 #       installed files are already those.
 #
+#   bash scripts/toolchain.sh pgindent
+#       pg_bsd_indent and pgindent from the PostgreSQL tarball, for scripts/pgindent.sh.
+#       pg_bsd_indent includes PostgreSQL's c.h and links libpgport, so it is built the way
+#       its README says: the tarball unpacked into a temporary directory, configured
+#       without optional libraries, `make -C src/tools/pg_bsd_indent` (80 s on 2 idle
+#       cores, 200 s beside another build).  Only the binary and src/tools/pgindent/ are
+#       kept, in $TOOLCHAIN_CACHE/pgindent-VERSION-KEY, KEY the first 16 hex digits of the
+#       tarball's SHA-256; another tarball is a new directory, and older ones are removed.
+#       The last line of output is that directory.
+#
 # Settings (environment): TOOLCHAIN_DIR (default ../shared/toolchain, beside the repo),
-# TOOLCHAIN_CACHE (default /var/cache/idempotency-toolchain).  Run as root on Debian 12
-# (the build scripts install their build packages).  Concurrent calls wait on a lock.
+# TOOLCHAIN_CACHE (default /var/cache/idempotency-toolchain).  PostgreSQL and Citus need
+# root on Debian 12 (their build scripts install their build packages); pgindent only a
+# writable TOOLCHAIN_CACHE.  Concurrent calls wait on a lock.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 TOOLCHAIN_DIR=${TOOLCHAIN_DIR:-$top/../shared/toolchain}
@@ -30,17 +41,18 @@ TOOLCHAIN_CACHE=${TOOLCHAIN_CACHE:-/var/cache/idempotency-toolchain}
 
 say() { echo "toolchain: $*" >&2; }
 die() { say "$*"; exit 1; }
-usage() { die "usage: $0 postgresql-18 [--link DIR] | citus PG_CONFIG"; }
+usage() { die "usage: $0 postgresql-18 [--link DIR] | citus PG_CONFIG | pgindent"; }
+need_root() { [ "$(id -u)" -eq 0 ] || die "run as root (the build scripts install packages)"; }
 
 [ -d "$TOOLCHAIN_DIR" ] || die "no toolchain directory $TOOLCHAIN_DIR (set TOOLCHAIN_DIR)"
 TOOLCHAIN_DIR=$(cd "$TOOLCHAIN_DIR" && pwd)
-[ "$(id -u)" -eq 0 ] || die "run as root (the build scripts install packages)"
 # Called from make (`make pg18`), the build scripts' own make would inherit
 # MAKELEVEL=1 and think itself a sub-make: PostgreSQL's top-level build then
 # skips generating utils/errcodes.h etc. first, and a parallel build fails
 # on a missing header.  Nothing of the calling make reaches the builds.
 unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
-mkdir -p "$TOOLCHAIN_CACHE"
+mkdir -p "$TOOLCHAIN_CACHE" 2>/dev/null && [ -w "$TOOLCHAIN_CACHE" ] ||
+  die "cannot write $TOOLCHAIN_CACHE (run as root, or set TOOLCHAIN_CACHE)"
 
 sha() { sha256sum "$1" | cut -c1-64; }
 
@@ -66,6 +78,7 @@ take_lock() {  # take_lock NAME
 postgresql() {  # postgresql MAJOR [--link DIR]
   local major=$1 link= script prefix key old start
   shift
+  need_root
   case ${1-} in
     --link) link=${2:?--link needs a directory} ;;
     '') ;;
@@ -109,6 +122,7 @@ postgresql() {  # postgresql MAJOR [--link DIR]
 
 citus() {  # citus PG_CONFIG
   local pg_config=${1:?citus needs a PG_CONFIG} script key archive dirs before after list libdir
+  need_root
   command -v "$pg_config" >/dev/null || die "no $pg_config"
   find_tarball citus tar.gz
   script=$TOOLCHAIN_DIR/build-citus.sh
@@ -156,8 +170,48 @@ citus() {  # citus PG_CONFIG
   done
 }
 
+pgindent() {
+  local tools build src start old
+  find_tarball postgresql tar.bz2
+  tools=$TOOLCHAIN_CACHE/pgindent-$version-$(sha "$tarball" | cut -c1-16)
+  take_lock pgindent
+  if [ -f "$tools/.toolchain-complete" ] && "$tools/bin/pg_bsd_indent" --version >/dev/null 2>&1; then
+    echo "$tools"
+    return
+  fi
+  for old in "$TOOLCHAIN_CACHE"/pgindent-*/; do
+    [ -d "$old" ] || continue
+    say "removing ${old%/} (another tarball)"
+    rm -rf "$old"
+  done
+  say "pg_bsd_indent: building from $(basename "$tarball") into $tools (1 to 3 minutes)"
+  start=$(date +%s)
+  build=$(mktemp -d "$TOOLCHAIN_CACHE/pgindent-build.XXXXXX")
+  src=$build/postgresql-$version
+  if ! {
+      tar -xjf "$tarball" -C "$build" &&
+      (cd "$src" && ./configure --without-icu --without-readline --without-zlib \
+                     --without-lz4 --without-zstd) >"$build/configure.log" 2>&1 &&
+      make -C "$src/src/tools/pg_bsd_indent" -j"$(nproc)" >"$build/make.log" 2>&1
+    }; then
+    tail -n 20 "$build/configure.log" "$build/make.log" >&2 2>/dev/null || true
+    rm -rf "$build"
+    die "the build of pg_bsd_indent failed"
+  fi
+  mkdir -p "$tools/bin"
+  cp "$src/src/tools/pg_bsd_indent/pg_bsd_indent" "$tools/bin/"
+  cp -r "$src/src/tools/pgindent" "$tools/pgindent"
+  rm -rf "$build"
+  printf 'built %s in %s s from %s (sha256 %s); %s\n' "$(date -u +%FT%TZ)" \
+    "$(($(date +%s) - start))" "$(basename "$tarball")" "$(sha "$tarball")" \
+    "$("$tools/bin/pg_bsd_indent" --version)" >"$tools/.toolchain-complete"
+  say "pg_bsd_indent: $(cat "$tools/.toolchain-complete")"
+  echo "$tools"
+}
+
 case ${1-} in
   postgresql-18) shift; postgresql 18 "$@" ;;
   citus) shift; [ $# -eq 1 ] || usage; citus "$1" ;;
+  pgindent) shift; [ $# -eq 0 ] || usage; pgindent ;;
   *) usage ;;
 esac
