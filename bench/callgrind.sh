@@ -24,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PG_CONFIG=${PG_CONFIG:-pg_config}
 bindir=$("$PG_CONFIG" --bindir)
-cases=${CALLGRIND_CASES:-floor-rtt ceiling-rtt raw-rtt ext-new-rtt ext-replay-rtt floor-pipeline ceiling-pipeline raw-pipeline ext-new-pipeline ext-new-churn-rtt}
+cases=${CALLGRIND_CASES:-floor-rtt ceiling-rtt raw-rtt raw-expiry-rtt ext-new-rtt ext-replay-rtt floor-pipeline ceiling-pipeline raw-pipeline raw-expiry-pipeline ext-new-pipeline ext-new-churn-rtt}
 n1=${CALLGRIND_N1:-200}
 n2=${CALLGRIND_N2:-1200}
 churn_warmup=${CALLGRIND_CHURN_WARMUP:-6000}

@@ -14,6 +14,9 @@
 #                     plain SQL, no safety: SELECT probe of a keys table with
 #                     idempotency.keys' primary key, INSERT charge, INSERT
 #                     the key row with its response (issue 12)
+#        raw-expiry   raw on a keys table that also keeps each key's
+#                     retention time, indexed: the least any design that
+#                     expires its keys must do
 #        ext-new      idempotency.claim 'new', INSERT charge, complete
 #        ext-replay   idempotency.claim of a completed key (autocommit)
 #        plpgsql-new  the same as ext-new with bench/plpgsql_layer.sql
@@ -82,9 +85,9 @@ replay_keys=100000     # completed keys that ext-replay picks from at random
 # The request's fingerprint, as the API passes it: a precomputed SHA-256
 # (of nothing in particular), the same for every request.
 fingerprint='\x9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'
-rtt_cases=(floor ceiling raw ext-new ext-replay plpgsql-new redis-new)
+rtt_cases=(floor ceiling raw raw-expiry ext-new ext-replay plpgsql-new redis-new)
 # ext-replay is a single statement: there is nothing to pipeline.
-pipeline_cases=(floor ceiling raw ext-new plpgsql-new redis-new)
+pipeline_cases=(floor ceiling raw raw-expiry ext-new plpgsql-new redis-new)
 BENCH_CASES=${BENCH_CASES:-}
 if [ -n "$BENCH_CASES" ]; then
   only() { local c; for c in "$@"; do [[ " floor $BENCH_CASES " != *" $c "* ]] || echo "$c"; done; }
@@ -254,7 +257,7 @@ EOF
 reset_state() {
   # (the keys table refuses TRUNCATE unless a superuser allows it for the session)
   sql bench -c 'SET idempotency.allow_truncate = on' \
-    -c 'TRUNCATE bench.charges, handmade.keys, raw.keys, idempotency.keys'
+    -c 'TRUNCATE bench.charges, handmade.keys, raw.keys, raw_expiry.keys, idempotency.keys'
   sql scale -c 'TRUNCATE bench.charges'
   redis-cli -p "$redis_port" flushall >/dev/null
   sql postgres -c 'CHECKPOINT'
@@ -497,7 +500,7 @@ LANGUAGE sql STABLE AS $$
 $$;
 CREATE FUNCTION report.case_order(kase text) RETURNS int
 LANGUAGE sql IMMUTABLE AS $$
-	SELECT array_position(ARRAY['floor', 'ceiling', 'raw', 'ext-new', 'ext-replay',
+	SELECT array_position(ARRAY['floor', 'ceiling', 'raw', 'raw-expiry', 'ext-new', 'ext-replay',
 								'plpgsql-new', 'redis-new'], kase)
 $$;
 EOF
@@ -590,6 +593,8 @@ md=$results/results.md
   echo "round, mode and clients; p50_x_floor and p99_x_floor the same for its latencies (above 1:"
   echo "slower than the floor). x_raw: the same over raw, the least storage work of any"
   echo "per-request key design (a SELECT probe, the charge, an INSERT of the key row; no safety)."
+  echo "x_raw_expiry: the same over raw-expiry, raw whose keys table also keeps a retention time,"
+  echo "indexed, as any design that expires its keys must."
   echo "Latencies are per transaction (per request for redis-new)."
   echo
   query_csv "
@@ -597,6 +602,7 @@ SELECT mode, clients, kase AS case,
 	   round(percentile_cont(0.5) WITHIN GROUP (ORDER BY tps)) AS tps,
 	   round(report.ratio(kase, 'floor', mode, clients)::numeric, 2) AS x_floor,
 	   round(report.ratio(kase, 'raw', mode, clients)::numeric, 2) AS x_raw,
+	   round(report.ratio(kase, 'raw-expiry', mode, clients)::numeric, 2) AS x_raw_expiry,
 	   round(percentile_cont(0.5) WITHIN GROUP (ORDER BY p50_ms)::numeric, 3) AS p50_ms,
 	   round(report.ratio(kase, 'floor', mode, clients, 'p50')::numeric, 2) AS p50_x_floor,
 	   round(percentile_cont(0.5) WITHIN GROUP (ORDER BY p99_ms)::numeric, 3) AS p99_ms,

@@ -30,3 +30,22 @@ CREATE TABLE raw.keys (
 	response_body	jsonb,
 	PRIMARY KEY (key, scope)
 );
+
+-- raw-expiry: raw plus the one structure any design that expires its keys
+-- needs to find them, a retention time and an index on it
+-- (idempotency.keys has retain_until and keys_retain_until_idx for its
+-- reaper); the same statements otherwise (bench/pgbench/raw-expiry-*.sql).
+-- ext-new over raw-expiry is what the extension's safety costs beyond
+-- expiring keys at all.
+CREATE SCHEMA raw_expiry;
+
+CREATE TABLE raw_expiry.keys (
+	scope			text		COLLATE "C" NOT NULL,
+	key				text		COLLATE "C" NOT NULL,
+	fingerprint		bytea		NOT NULL,
+	response_status	integer,
+	response_body	jsonb,
+	retain_until	timestamptz	NOT NULL DEFAULT now() + interval '7 days',
+	PRIMARY KEY (key, scope)
+);
+CREATE INDEX ON raw_expiry.keys (retain_until);
