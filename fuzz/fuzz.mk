@@ -5,7 +5,8 @@
 #   make fuzz                     sqlsmith + ikfuzz side by side, 60 s each
 #   make fuzz FUZZ_SECONDS=20     a short pass (CI)
 #   make fuzz FUZZ_SEED=123       replay a pass (the seed is printed)
-#   make fuzz-sqlsmith / fuzz-api only one of the two fuzzers
+#   make fuzz-sqlsmith / fuzz-api only one of the two fuzzers (as does
+#                                 make fuzz FUZZ_WHAT=sqlsmith or api)
 #
 # Each runs fuzz/run.sh: build from a copy of the tree, a private install,
 # a throwaway cluster, the fuzzers, then a check of the server log for
@@ -14,11 +15,12 @@
 
 FUZZ_SECONDS ?= 60
 FUZZ_SEED ?=
+FUZZ_WHAT ?= all
 FUZZ_ENV = MAKE='$(MAKE)' PG_CONFIG='$(PG_CONFIG)' FUZZ_SECONDS='$(FUZZ_SECONDS)' FUZZ_SEED='$(FUZZ_SEED)'
 
 .PHONY: fuzz fuzz-sqlsmith fuzz-api
 fuzz:
-	$(FUZZ_ENV) FUZZ_WHAT=all bash fuzz/run.sh
+	$(FUZZ_ENV) FUZZ_WHAT='$(FUZZ_WHAT)' bash fuzz/run.sh
 fuzz-sqlsmith:
 	$(FUZZ_ENV) FUZZ_WHAT=sqlsmith bash fuzz/run.sh
 fuzz-api:
