@@ -1,5 +1,6 @@
 # `make test-citus`: the TAP tests in t/citus/ on real Citus clusters on loopback
-# (scripts/test-citus.sh; Citus built by ../shared/toolchain/build-citus.sh).
+# (scripts/test-citus.sh), against the Citus installed in PG_CONFIG's PostgreSQL;
+# without one it says it skipped and passes.
 # `make bench-citus`: the Citus baseline (scripts/bench-citus.pl), the same way;
 # its table lands in bench/results/citus.md.
 # Included from the Makefile:

@@ -12,14 +12,6 @@
 #       copy.  With --link DIR, DIR (e.g. /usr/local/pgsql-18, the build script's default)
 #       is made a copy of it too when DIR does not exist yet.
 #
-#   bash scripts/toolchain.sh citus PG_CONFIG
-#       Citus built by build-citus.sh and installed into the PostgreSQL of PG_CONFIG.  The
-#       files it installed are kept in $TOOLCHAIN_CACHE/citus-VERSION-KEY.tar.gz, KEY made of
-#       the SHA-256 of the tarball, of the build script and of that PostgreSQL's version,
-#       configure options and directories; the next call with the same key unpacks them
-#       (a second or so) instead of building (about 3 minutes), or does nothing when the
-#       installed files are already those.
-#
 #   bash scripts/toolchain.sh pgindent
 #       pg_bsd_indent and pgindent from the PostgreSQL tarball, for scripts/pgindent.sh.
 #       pg_bsd_indent includes PostgreSQL's c.h and links libpgport, so it is built the way
@@ -31,9 +23,10 @@
 #       The last line of output is that directory.
 #
 # Settings (environment): TOOLCHAIN_DIR (default ../shared/toolchain, beside the repo),
-# TOOLCHAIN_CACHE (default /var/cache/idempotency-toolchain).  PostgreSQL and Citus need
-# root on Debian 12 (their build scripts install their build packages); pgindent only a
-# writable TOOLCHAIN_CACHE.  Concurrent calls wait on a lock.
+# TOOLCHAIN_CACHE (default /var/cache/idempotency-toolchain).  PostgreSQL needs root on
+# Debian 12 (its build script installs its build packages); pgindent only a writable
+# TOOLCHAIN_CACHE.  Concurrent calls wait on a lock.  Citus is never built here:
+# make test-citus uses a Citus installed by hand (README, "Scaling out with Citus").
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 TOOLCHAIN_DIR=${TOOLCHAIN_DIR:-$top/../shared/toolchain}
@@ -41,7 +34,7 @@ TOOLCHAIN_CACHE=${TOOLCHAIN_CACHE:-/var/cache/idempotency-toolchain}
 
 say() { echo "toolchain: $*" >&2; }
 die() { say "$*"; exit 1; }
-usage() { die "usage: $0 postgresql-18 [--link DIR] | citus PG_CONFIG | pgindent"; }
+usage() { die "usage: $0 postgresql-18 [--link DIR] | pgindent"; }
 need_root() { [ "$(id -u)" -eq 0 ] || die "run as root (the build scripts install packages)"; }
 
 [ -d "$TOOLCHAIN_DIR" ] || die "no toolchain directory $TOOLCHAIN_DIR (set TOOLCHAIN_DIR)"
@@ -120,56 +113,6 @@ postgresql() {  # postgresql MAJOR [--link DIR]
   echo "$prefix"
 }
 
-citus() {  # citus PG_CONFIG
-  local pg_config=${1:?citus needs a PG_CONFIG} script key archive dirs before after list libdir
-  need_root
-  command -v "$pg_config" >/dev/null || die "no $pg_config"
-  find_tarball citus tar.gz
-  script=$TOOLCHAIN_DIR/build-citus.sh
-  [ -f "$script" ] || die "no $script"
-  libdir=$("$pg_config" --pkglibdir)
-  key=$(printf '%s\n' "$(sha "$tarball")" "$(sha "$script")" "$("$pg_config" --version)" \
-          "$("$pg_config" --configure)" "$libdir" "$("$pg_config" --sharedir)" |
-        sha256sum | cut -c1-16)
-  archive=$TOOLCHAIN_CACHE/citus-$version-$key.tar.gz
-  take_lock "citus-$key"
-  if [ -f "$archive" ]; then
-    # Installed already when every cached file is there with the same content.
-    if tar -xzf "$archive" --to-command='cmp -s - "/$TAR_FILENAME"' 2>/dev/null; then
-      say "Citus $version: installed in $libdir (cached as $archive)"
-    else
-      say "Citus $version: unpacking $archive into $libdir"
-      tar -xzf "$archive" -C /
-    fi
-    return
-  fi
-  # The files the build installs: those new or changed in this PostgreSQL's directories.
-  dirs=("$libdir" "$("$pg_config" --sharedir)" "$("$pg_config" --includedir-server)"
-        "$("$pg_config" --docdir)" "$("$pg_config" --bindir)")
-  list() { local d; for d in "${dirs[@]}"; do [ ! -d "$d" ] || find "$d" -type f -printf '%p %T@ %s\n'; done | sort; }
-  before=$(mktemp); after=$(mktemp)
-  trap 'rm -f "$before" "$after"' RETURN
-  list >"$before"
-  say "Citus $version: building into $libdir with $script (about 3 minutes)"
-  PG_CONFIG=$pg_config bash "$script" >&2
-  list >"$after"
-  comm -13 "$before" "$after" | sed 's/ [^ ]* [^ ]*$//' >"$after.files"
-  if [ ! -s "$after.files" ]; then
-    # build-citus.sh found this version installed (by an earlier call of it outside this
-    # helper): cache what is there under its usual names.
-    find "$libdir" "$("$pg_config" --sharedir)/extension" -name 'citus*' -type f >"$after.files"
-  fi
-  [ -s "$after.files" ] || { rm -f "$after.files"; die "Citus $version: no installed files found"; }
-  sed 's|^/||' "$after.files" | tar -czf "$archive.tmp" -C / -T -
-  mv "$archive.tmp" "$archive"
-  say "Citus $version: cached $(wc -l <"$after.files") files in $archive"
-  rm -f "$after.files"
-  for old in "$TOOLCHAIN_CACHE"/citus-*.tar.gz; do
-    [ "$old" = "$archive" ] || [ "$(tar -tzf "$old" | grep -m1 "^${libdir#/}/")" = "" ] ||
-      { say "removing $old (another tarball or build script for $libdir)"; rm -f "$old"; }
-  done
-}
-
 pgindent() {
   local tools build src start old
   find_tarball postgresql tar.bz2
@@ -211,7 +154,6 @@ pgindent() {
 
 case ${1-} in
   postgresql-18) shift; postgresql 18 "$@" ;;
-  citus) shift; [ $# -eq 1 ] || usage; citus "$1" ;;
   pgindent) shift; [ $# -eq 0 ] || usage; pgindent ;;
   *) usage ;;
 esac
