@@ -66,7 +66,7 @@ $MAKE -s -C "$tapdir" --no-print-directory PG_CONFIG="$PG_CONFIG" install
 # install), in the private namespace's overlay only: never in the system.
 if [ -n "${IDEMPOTENCY_IN_PRIVATE_INSTALL-}" ]; then
   cp t/citus/update-test.sql \
-     "$("$PG_CONFIG" --sharedir)/extension/idempotency--0.2.0--0.2.0citustest.sql"
+     "$("$PG_CONFIG" --sharedir)/extension/idempotency--0.3.0--0.3.0citustest.sql"
 fi
 
 . scripts/summary.sh

@@ -17,7 +17,7 @@ my $cluster = CitusCluster->new(workers => 2);
 my $coord = $cluster->coordinator;
 my $available = $coord->safe_psql('postgres', q{
 	SELECT count(*) FROM pg_available_extension_versions
-	 WHERE name = 'idempotency' AND version = '0.2.0citustest'});
+	 WHERE name = 'idempotency' AND version = '0.3.0citustest'});
 plan skip_all => 'no test-only update installed (run through make test-citus)' unless $available;
 
 $cluster->create_charges;
@@ -29,19 +29,19 @@ is($cluster->pay($coord, $_, 'before'), 'new', "$_: a request before the update"
 # What Citus does with a plain ALTER EXTENSION UPDATE: it forwards the
 # script's ALTER TABLE to the shards with the whole script as its text.
 my ($ret, $out, $err) = $coord->psql('postgres',
-	q{ALTER EXTENSION idempotency UPDATE TO '0.2.0citustest'});
+	q{ALTER EXTENSION idempotency UPDATE TO '0.3.0citustest'});
 isnt($ret, 0, 'a plain ALTER EXTENSION UPDATE on the coordinator fails') or diag($out);
 is( $coord->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'idempotency'}),
-	'0.2.0', '... and changes nothing');
+	'0.3.0', '... and changes nothing');
 
 # The procedure.
 $coord->safe_psql('postgres', q{
 	SET citus.enable_ddl_propagation = off;
-	ALTER EXTENSION idempotency UPDATE TO '0.2.0citustest';
+	ALTER EXTENSION idempotency UPDATE TO '0.3.0citustest';
 	RESET citus.enable_ddl_propagation;});
 is( $coord->safe_psql('postgres', q{
 		SELECT bool_and(success) FROM run_command_on_workers($$SET citus.enable_ddl_propagation = off;
-			ALTER EXTENSION idempotency UPDATE TO '0.2.0citustest'$$)}),
+			ALTER EXTENSION idempotency UPDATE TO '0.3.0citustest'$$)}),
 	't', 'every worker updates its shells');
 is( $coord->safe_psql('postgres', q{
 		SELECT bool_and(success) FROM run_command_on_placements('idempotency.keys',
@@ -50,7 +50,7 @@ is( $coord->safe_psql('postgres', q{
 is( $coord->safe_psql('postgres', q{
 		SELECT string_agg(DISTINCT result, ',') FROM run_command_on_all_nodes(
 			$$SELECT extversion FROM pg_extension WHERE extname = 'idempotency'$$)}),
-	'0.2.0citustest', 'every node has the new version');
+	'0.3.0citustest', 'every node has the new version');
 is( $coord->safe_psql('postgres', q{
 		SELECT bool_and(result = '1') FROM run_command_on_placements('idempotency.keys',
 			$$SELECT count(*) FROM pg_attribute WHERE attrelid = '%s'::regclass AND attname = 'note'$$)}),
