@@ -9,6 +9,7 @@
 #     debian/copyright says PostgreSQL with the same text, README.md's License section
 #     names it;
 #   - META.json's prerequisites are PostgreSQL 15 and the control file's `requires`;
+#   - `make help` lists every make target (scripts/help.sh --check);
 #   - in a git checkout, `make dist` gives dist/idempotency-X.Y.Z.zip, whose files are the
 #     committed tree under idempotency-X.Y.Z/, and which builds with PGXS.
 # Prints one line per check and "check-release: N passed, M failed" last.
@@ -83,6 +84,11 @@ if sed -n '/^## License/,/^## /p' README.md | grep -q 'PostgreSQL License'; then
 else
   fail "README.md has no License section naming the PostgreSQL License"
 fi
+
+# --- make help ---------------------------------------------------------------------------------
+# Every target of the Makefile and its included files has its line in `make help`.
+if out=$(bash scripts/help.sh --check 2>&1); then pass "make help lists every target: $out"
+else fail "make help: $(printf '%s' "$out" | tr '\n' ';')"; fi
 
 # --- the release archive -------------------------------------------------------------------------
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && command -v unzip >/dev/null; then
