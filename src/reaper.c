@@ -436,6 +436,7 @@ ik_reaper_launcher_main(Datum main_arg)
 	int			running_slot = -1;
 	TimestampTz last_look = 0;
 	char	   *reported_list = NULL;
+	MemoryContext loop_context;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -444,14 +445,30 @@ ik_reaper_launcher_main(Datum main_arg)
 	/* no database: the launcher reads only the shared catalog pg_database */
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 
+	/*
+	 * What one look at the configuration and pg_database allocates lives for
+	 * one turn of the loop: the context is reset at the top of each, so that
+	 * a launcher running for the server's life allocates nothing that it
+	 * keeps but the handle of its worker and what report_once() keeps, both
+	 * in TopMemoryContext.
+	 */
+	loop_context = AllocSetContextCreate(TopMemoryContext,
+										 "idempotency reaper launcher loop",
+										 ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
-		TimestampTz now = GetCurrentTimestamp();
-		TimestampTz wake = ik_time_plus_ms(now, LAUNCHER_NAP_MS);
+		TimestampTz now;
+		TimestampTz wake;
 		List	   *dbs = NIL;
 		pid_t		pid;
 		bool		busy = false;
 		int			due = -1;
+
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(loop_context);
+		MemoryContextSwitchTo(loop_context);
+		now = GetCurrentTimestamp();
+		wake = ik_time_plus_ms(now, LAUNCHER_NAP_MS);
 
 		if (ConfigReloadPending)
 		{
@@ -527,7 +544,9 @@ ik_reaper_launcher_main(Datum main_arg)
 		{
 			if (reaper->dbs[due].next_run <= now)
 			{
+				MemoryContextSwitchTo(TopMemoryContext);
 				running = start_worker(due);
+				MemoryContextSwitchTo(loop_context);
 				running_slot = due;
 				if (running == NULL)
 					reaper->dbs[due].next_run = ik_time_plus_ms(now, LAUNCHER_NAP_MS);
@@ -536,7 +555,6 @@ ik_reaper_launcher_main(Datum main_arg)
 				wake = Min(wake, reaper->dbs[due].next_run);
 		}
 		LWLockRelease(reaper->lock);
-		list_free_deep(dbs);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 busy && running == NULL ? 1000 :
