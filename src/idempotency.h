@@ -419,8 +419,9 @@ extern bool ik_within_lock_timeout(void (*step) (void *arg), void *arg,
 #define IK_REAPER_RUN_MS	2000	/* longest run of the background reaper */
 extern bool ik_reap_run(TimestampTz deadline, TimestampTz *cursor);
 
-/* reaper.c: the background reaper (preloaded library only) */
+/* reap_skips.c: the rows the reaper could not delete (preloaded library only) */
 #define IK_REAPER_SKIP_SLOTS 256	/* undeletable rows kept per database */
+#define IK_REAPER_DATABASES 32	/* databases the background reaper serves */
 
 typedef struct IkReapSkip
 {
@@ -429,10 +430,15 @@ typedef struct IkReapSkip
 	TimestampTz retry_at;
 } IkReapSkip;
 
+extern void ik_reap_skips_install_hooks(void);
+extern void ik_reap_skips_keep(Oid dboid);
+extern void ik_reap_skips_forget(Oid dboid);
+extern int	ik_reap_skipped_rows(IkReapSkip *skipped, TimestampTz now);
+extern void ik_reap_skip_row(const IkReapSkip *row);
+
+/* reaper.c: the background reaper (preloaded library only) */
 extern bool ik_check_reaper_databases(char **newval, void **extra,
 									  GucSource source);
 extern void ik_register_reaper_launcher(void);
-extern int	ik_reaper_skipped_rows(IkReapSkip *skipped, TimestampTz now);
-extern void ik_reaper_skip_row(const IkReapSkip *row);
 
 #endif							/* IDEMPOTENCY_H */
