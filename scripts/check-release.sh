@@ -10,6 +10,7 @@
 #     names it;
 #   - META.json's prerequisites are PostgreSQL 15 and the control file's `requires`;
 #   - `make help` lists every make target (scripts/help.sh --check);
+#   - no file of src/ calls, however far round, a file that calls it (scripts/src-graph.pl);
 #   - in a git checkout, `make dist` gives dist/idempotency-X.Y.Z.zip, whose files are the
 #     committed tree under idempotency-X.Y.Z/, and which builds with PGXS.
 # Prints one line per check and "check-release: N passed, M failed" last.
@@ -89,6 +90,11 @@ fi
 # Every target of the Makefile and its included files has its line in `make help`.
 if out=$(bash scripts/help.sh --check 2>&1); then pass "make help lists every target: $out"
 else fail "make help: $(printf '%s' "$out" | tr '\n' ';')"; fi
+
+# --- src/ has no circle ------------------------------------------------------------------------
+# No file of src/ calls a file that calls it back, however far round (scripts/src-graph.pl).
+if out=$(perl scripts/src-graph.pl 2>&1); then pass "$out"
+else fail "$(printf '%s' "$out" | tr '\n' ';')"; fi
 
 # --- the release archive -------------------------------------------------------------------------
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && command -v unzip >/dev/null; then
