@@ -2,9 +2,14 @@
 # documented at the top of README.md; both run scripts/setup-debian.sh first.
 
 EXTENSION = idempotency
+EXTVERSION = $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" $(srcdir)/idempotency.control)
 MODULE_big = idempotency
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
-DATA = $(sort $(wildcard idempotency--*.sql))
+# The install script of the current version is built from the released one
+# before it and the update scripts since (scripts/install-script.sh); the
+# released and update scripts are installed as they are.
+DATA_built = idempotency--$(EXTVERSION).sql
+DATA = $(filter-out $(DATA_built),$(sort $(wildcard idempotency--*.sql)))
 PGFILEDESC = "idempotency - Idempotency-Key claims in the payment transaction"
 
 PG_CPPFLAGS = -I$(srcdir)/src
@@ -19,6 +24,9 @@ ISOLATION_OPTS = --load-extension=pgcrypto --load-extension=idempotency
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+$(DATA_built): scripts/install-script.sh $(filter-out $(DATA_built),$(wildcard idempotency--*.sql))
+	bash scripts/install-script.sh $(EXTVERSION) >$@.tmp && mv $@.tmp $@
 include fuzz/fuzz.mk
 include scripts/sanitize.mk
 include scripts/release.mk

@@ -4,7 +4,9 @@
 #   - the version is idempotency.control's default_version; META.json (the release and
 #     what it provides), debian/changelog (the upstream part of the package version) and
 #     README.md ("The current release is **X.Y.Z**", and every archive or package file
-#     name it mentions) must say the same, and its install script must exist;
+#     name it mentions) must say the same, and its install script must be the one
+#     scripts/install-script.sh builds; released scripts are byte for byte as released
+#     (scripts/released.sha256);
 #   - the license is the PostgreSQL License in LICENSE; META.json says "postgresql",
 #     debian/copyright says PostgreSQL with the same text, README.md's License section
 #     names it;
@@ -30,8 +32,15 @@ version=$(sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" idempotency.control
 [[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] ||
   { echo "check-release: no X.Y.Z default_version in idempotency.control ('$version')" >&2; exit 1; }
 echo "check-release: idempotency.control says $version"
-[ -f "idempotency--$version.sql" ] && pass "the install script idempotency--$version.sql exists" ||
-  fail "no install script idempotency--$version.sql for default_version $version"
+if bash scripts/install-script.sh "$version" | cmp -s - "idempotency--$version.sql"; then
+  pass "the install script idempotency--$version.sql is built from its sources (scripts/install-script.sh)"
+else
+  fail "idempotency--$version.sql is missing or not what scripts/install-script.sh builds: run make"
+fi
+# Released scripts stay byte for byte as released: users' catalogs came from them.
+while read -r sum file; do
+  check "$file is as released" "$sum" "$(sha256sum "$file" 2>/dev/null | cut -c1-64)"
+done <scripts/released.sha256
 
 # --- META.json -----------------------------------------------------------------------------
 meta() {  # meta PERL-EXPRESSION-OVER-$m

@@ -20,8 +20,6 @@
 # Do not take over the default goal, wherever this file is included.
 idempotency_release_saved_goal := $(.DEFAULT_GOAL)
 
-EXTVERSION = $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" $(srcdir)/idempotency.control)
-
 .PHONY: pg18 test-pg18 test-upgrade deb test-deb dist check-release
 #> release pg18 PostgreSQL 18 from ../shared/toolchain, built once and cached
 pg18:
