@@ -16,6 +16,7 @@
 #include "datatype/timestamp.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
+#include "portability/instr_time.h"
 #include "storage/itemptr.h"
 #include "storage/lockdefs.h"
 #include "utils/relcache.h"
@@ -319,63 +320,90 @@ extern IkClaim *ik_claim_open(text *scope, text *key, bytea *fingerprint,
 extern void ik_claim_close(IkClaim *claim);
 
 
-/* stats.c: counters in shared memory (preloaded library only) */
+/* The counters (counters.h has the list). */
 typedef enum IkCounter
 {
-	IK_CLAIMS_NEW,
-	IK_CLAIMS_REPLAY,
-	IK_CLAIMS_RESUME,
-	IK_ERRORS_IK400,
-	IK_ERRORS_IK409,
-	IK_ERRORS_IK410,
-	IK_ERRORS_IK422,
-	IK_ERRORS_IK428,
-	IK_COMPLETIONS,
-	IK_RELEASES,
-	IK_RELEASES_5XX,
-	IK_SHADOW_WOULD_REPLAY,
-	IK_SHADOW_WOULD_CONFLICT,
-	IK_SHADOW_WOULD_IK422,
-	IK_SHADOW_WOULD_IK410,
-	IK_REAPED_ROWS,
-	IK_ABANDONED_CLAIMS,
-	IK_REAPER_RUNS,				/* also sets last_reap */
-	IK_REAPER_SKIPPED_ROWS,
+#define IK_DATABASE(name, column, sqlstate) IK_##name,
+#define IK_BOTH(name, column, sqlstate, offence) IK_##name,
+#define IK_SCOPE(name, column, offence)
+#include "counters.h"
+#undef IK_DATABASE
+#undef IK_BOTH
+#undef IK_SCOPE
 	IK_NUM_COUNTERS
 } IkCounter;
 
-extern void ik_stats_install_hooks(void);
+typedef enum IkScopeCounter
+{
+#define IK_DATABASE(name, column, sqlstate)
+#define IK_BOTH(name, column, sqlstate, offence) IK_SCOPE_##name,
+#define IK_SCOPE(name, column, offence) IK_SCOPE_##name,
+#include "counters.h"
+#undef IK_DATABASE
+#undef IK_BOTH
+#undef IK_SCOPE
+	IK_SCOPE_NUM_COUNTERS
+} IkScopeCounter;
+
+/* named_row.c: rows of the statistics functions, filled by column name */
+typedef struct IkNamedValue
+{
+	const char *name;
+	Datum		value;
+	bool		isnull;
+} IkNamedValue;
+
+extern void ik_named(IkNamedValue *row, int *n, const char *name,
+					 Datum value, bool isnull);
+extern void ik_fill_by_name(TupleDesc desc, const IkNamedValue *row, int n,
+							const char *funcname, Datum *values, bool *nulls);
+
+/* counting.c: what the SQL-callable functions count */
 extern void ik_count(IkCounter counter, uint64 n);
 extern void ik_count_error(int sqlerrcode);
 extern Datum ik_counted_call(PGFunction fn, FunctionCallInfo fcinfo,
 							 bool is_claim);
-
-/* scope_stats.c: per-scope counters in shared memory (preloaded library only) */
-typedef enum IkScopeCounter
-{
-	IK_SCOPE_CLAIMS_NEW,
-	IK_SCOPE_CLAIMS_REPLAY,
-	IK_SCOPE_CLAIMS_RESUME,
-	IK_SCOPE_CLAIMS_SHADOW,		/* of the new ones, those made in shadow */
-	IK_SCOPE_ERRORS_IK409,
-	IK_SCOPE_ERRORS_IK410,
-	IK_SCOPE_ERRORS_IK422,
-	IK_SCOPE_ERRORS_IK428,
-	IK_SCOPE_RELEASES_5XX,
-	IK_SCOPE_SHADOW_WOULD_REPLAY,
-	IK_SCOPE_SHADOW_WOULD_CONFLICT,
-	IK_SCOPE_SHADOW_WOULD_IK422,
-	IK_SCOPE_SHADOW_WOULD_IK410,
-	IK_SCOPE_NUM_COUNTERS
-} IkScopeCounter;
-
-extern void ik_scope_stats_install_hooks(void);
-extern text *ik_scope_call_begin(void);
-extern void ik_scope_call_end(text *outer);
 extern void ik_scope_call_scope(text *scope);
-extern void ik_scope_count_counter(IkCounter counter, uint64 n);
 extern void ik_scope_count_call(IkScopeCounter counter);
 extern void ik_scope_count(text *scope, IkScopeCounter counter);
+
+/* stats.c: counters per database in shared memory (preloaded library only) */
+extern void ik_stats_install_hooks(void);
+extern void ik_stats_prepare(void);
+extern void ik_stats_add(IkCounter counter, uint64 n);
+extern void ik_stats_add_latency(instr_time started);
+
+/* scope_stats.c: counters per scope in shared memory (preloaded library only) */
+typedef struct IkScopeStatsEntry
+{
+	Oid			dboid;
+	int			encoding;		/* of the scope's bytes: its database's */
+	uint32		len;
+	char		scope[IK_MAX_NAME_BYTES];
+	TimestampTz tracked_since;
+	TimestampTz last_seen;
+	uint64		counters[IK_SCOPE_NUM_COUNTERS];
+} IkScopeStatsEntry;
+
+typedef struct IkScopeStatsInfo
+{
+	int			max_entries;
+	uint64		entries;
+	uint64		evictions;
+	uint64		evictions_with_errors;
+	TimestampTz last_eviction;	/* 0 if none */
+	uint64		shared_memory_bytes;
+	TimestampTz stats_reset;
+} IkScopeStatsInfo;
+
+extern void ik_scope_stats_install_hooks(void);
+extern bool ik_scope_stats_enabled(void);
+extern void ik_scope_stats_require(void);
+extern void ik_scope_stats_add(text *scope, const uint32 *counts);
+extern IkScopeStatsEntry *ik_scope_stats_copy(Oid dboid, int *n);
+extern void ik_scope_stats_read_info(IkScopeStatsInfo *info);
+extern void ik_scope_stats_reset_all(void);
+extern void ik_scope_stats_reset_scope(text *scope);
 
 /* oncommit.c: what counts only once it committed */
 extern void ik_count_on_commit(IkCounter counter, uint64 n);
@@ -391,8 +419,9 @@ extern bool ik_within_lock_timeout(void (*step) (void *arg), void *arg,
 #define IK_REAPER_RUN_MS	2000	/* longest run of the background reaper */
 extern bool ik_reap_run(TimestampTz deadline, TimestampTz *cursor);
 
-/* reaper.c: the background reaper (preloaded library only) */
+/* reap_skips.c: the rows the reaper could not delete (preloaded library only) */
 #define IK_REAPER_SKIP_SLOTS 256	/* undeletable rows kept per database */
+#define IK_REAPER_DATABASES 32	/* databases the background reaper serves */
 
 typedef struct IkReapSkip
 {
@@ -401,10 +430,15 @@ typedef struct IkReapSkip
 	TimestampTz retry_at;
 } IkReapSkip;
 
+extern void ik_reap_skips_install_hooks(void);
+extern void ik_reap_skips_keep(Oid dboid);
+extern void ik_reap_skips_forget(Oid dboid);
+extern int	ik_reap_skipped_rows(IkReapSkip *skipped, TimestampTz now);
+extern void ik_reap_skip_row(const IkReapSkip *row);
+
+/* reaper.c: the background reaper (preloaded library only) */
 extern bool ik_check_reaper_databases(char **newval, void **extra,
 									  GucSource source);
 extern void ik_register_reaper_launcher(void);
-extern int	ik_reaper_skipped_rows(IkReapSkip *skipped, TimestampTz now);
-extern void ik_reaper_skip_row(const IkReapSkip *row);
 
 #endif							/* IDEMPOTENCY_H */

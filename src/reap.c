@@ -18,7 +18,7 @@
  * it fails, its halves are tried, and theirs, down to the row at fault,
  * which is logged with the reason, counted, and skipped for
  * IK_REAPER_SKIP_RETRY_MS (the list is kept in shared memory by
- * reaper.c).  Each subtransaction that succeeds keeps its XID in the
+ * reap_skips.c).  Each subtransaction that succeeds keeps its XID in the
  * backend's cache until commit, and more than 64 overflow it and slow
  * every backend, so a transaction stops bisecting after
  * SUBXACT_BUDGET of them and leaves the rest to the next.  A deferred
@@ -83,7 +83,7 @@ reap_begin(Reap *r, TimestampTz now, MemoryContext context)
 	r->maxskipped = IK_REAPER_SKIP_SLOTS + 64;
 	r->skipped = MemoryContextAlloc(context,
 									sizeof(IkReapSkip) * r->maxskipped);
-	r->nskipped = ik_reaper_skipped_rows(r->skipped, GetCurrentTimestamp());
+	r->nskipped = ik_reap_skipped_rows(r->skipped, GetCurrentTimestamp());
 	qsort(r->skipped, r->nskipped, sizeof(IkReapSkip), compare_skip);
 }
 
@@ -130,7 +130,7 @@ skip_row(Reap *r, const IkReapCandidate *c, const ErrorData *edata)
 			 errdetail("%s", edata->message),
 			 errhint("The row is skipped for an hour; the other rows are reaped.")));
 	ik_count(IK_REAPER_SKIPPED_ROWS, 1);
-	ik_reaper_skip_row(&skip);
+	ik_reap_skip_row(&skip);
 	if (r->nskipped < r->maxskipped)
 	{
 		r->skipped[r->nskipped++] = skip;
