@@ -192,25 +192,70 @@ read_policy(text *scope, IkPolicy *policy)
 	return found;
 }
 
+/*
+ * The last windows raise_retain() warned of in this backend, so that a
+ * busy backend logs a bad configuration once, not once per claim.
+ */
+static int64 warned_ttl_ms = -1;
+static int64 warned_retain_ms = -1;
+static uint32 warned_scope_hash = 0;
+
+/*
+ * A retention shorter than the replay window is a configuration mistake:
+ * idempotency.ttl raised in postgresql.conf without idempotency.retain, or
+ * a policy row that sets only ttl.  The setting cannot be refused where
+ * it is made (a reload assigns the two in any order, and a policy row's
+ * defaults may change later), and refusing the claims would stop every
+ * payment, replays included.  So the retention is raised to the window,
+ * which keeps every promise the window makes, and the mistake is a
+ * WARNING, once per backend for each bad pair of windows.
+ */
+static void
+raise_retain(text *scope, IkPolicy *policy, bool from_row)
+{
+	uint32		scope_hash = from_row ?
+		hash_bytes((const unsigned char *) VARDATA_ANY(scope),
+				   VARSIZE_ANY_EXHDR(scope)) : 0;
+
+	if (policy->ttl_ms != warned_ttl_ms ||
+		policy->retain_ms != warned_retain_ms ||
+		scope_hash != warned_scope_hash)
+	{
+		warned_ttl_ms = policy->ttl_ms;
+		warned_retain_ms = policy->retain_ms;
+		warned_scope_hash = scope_hash;
+		ereport(WARNING,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("retention of scope \"%s\" is shorter than its replay window; it is raised to the replay window",
+						text_to_cstring(scope)),
+				 errdetail("The retention is %lld ms and the replay window %lld ms, from %s.",
+						   (long long) policy->retain_ms,
+						   (long long) policy->ttl_ms,
+						   from_row ?
+						   "the scope's row in idempotency.policies and the idempotency.ttl and idempotency.retain defaults" :
+						   "idempotency.retain and idempotency.ttl"),
+				 errhint("Set idempotency.retain, or the row's retain, to at least the replay window.")));
+	}
+	policy->retain_ms = policy->ttl_ms;
+}
+
 void
 ik_policy_for(text *scope, IkPolicy *policy)
 {
+	bool		from_row;
+
 	policy->mode = (IkMode) ik_mode;
 	policy->ttl_ms = (int64) ik_ttl_s * 1000;
 	policy->retain_ms = (int64) ik_retain_s * 1000;
 	policy->cache_5xx = false;
 
-	if (!read_policy(scope, policy) &&
+	from_row = read_policy(scope, policy);
+	if (!from_row &&
 		policy->mode == IK_MODE_ENFORCE && !scope_enforced(scope))
 		policy->mode = IK_MODE_SHADOW;
 
 	if (policy->retain_ms < policy->ttl_ms)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("retention of scope \"%s\" is shorter than its replay window",
-						text_to_cstring(scope)),
-				 errdetail("The retention is %lld ms and the replay window %lld ms, from idempotency.retain and idempotency.ttl or the scope's row in idempotency.policies.",
-						   (long long) policy->retain_ms, (long long) policy->ttl_ms)));
+		raise_retain(scope, policy, from_row);
 }
 
 /*
