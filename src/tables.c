@@ -94,6 +94,21 @@ static const IkColumnSpec policies_columns[IK_POLICIES_NCOLUMNS] = {
 
 static const int policies_lookup[] = {IK_POLICIES_SCOPE};
 
+/*
+ * Abandoned durable claims: only appended to, and never read by the
+ * library, so it needs no index to look rows up by.
+ */
+static const IkColumnSpec abandoned_columns[IK_ABANDONED_NCOLUMNS] = {
+	[IK_ABANDONED_SCOPE] = {"scope", TEXTOID, true},
+	[IK_ABANDONED_KEY] = {"key", TEXTOID, true},
+	[IK_ABANDONED_RECOVERY_POINT] = {"recovery_point", TEXTOID, false},
+	[IK_ABANDONED_LEASE_TOKEN] = {"lease_token", UUIDOID, true},
+	[IK_ABANDONED_FIRST_SEEN] = {"first_seen", TIMESTAMPTZOID, true},
+	[IK_ABANDONED_LEASE_EXPIRES_AT] = {"lease_expires_at", TIMESTAMPTZOID, true},
+	[IK_ABANDONED_ABANDONED_AT] = {"abandoned_at", TIMESTAMPTZOID, true},
+	[IK_ABANDONED_HOW] = {"how", TEXTOID, true},
+};
+
 IkTable		ik_keys_table = {
 	.relname = "keys",
 	.columns = keys_columns,
@@ -114,7 +129,19 @@ IkTable		ik_policies_table = {
 	.written = false,
 };
 
-static IkTable *const all_tables[] = {&ik_keys_table, &ik_policies_table};
+IkTable		ik_abandoned_table = {
+	.relname = "abandoned_claims",
+	.columns = abandoned_columns,
+	.ncolumns = IK_ABANDONED_NCOLUMNS,
+	.lookup = NULL,
+	.nlookup = 0,
+	.order_column = -1,
+	.written = true,
+};
+
+static IkTable *const all_tables[] = {
+	&ik_keys_table, &ik_policies_table, &ik_abandoned_table
+};
 
 /*
  * Under Citus, the local shards of the tables (citus.c), each checked and
@@ -457,7 +484,7 @@ build_executor_state(IkTable *table, Relation rel)
 			info->ii_PredicateState = ExecPrepareQual(info->ii_Predicate, estate);
 		table->index_oids[i] = RelationGetRelid(index);
 		table->index_info[i] = info;
-		if (!OidIsValid(table->order_index) &&
+		if (table->order_column >= 0 && !OidIsValid(table->order_index) &&
 			index->rd_rel->relam == BTREE_AM_OID &&
 			index->rd_index->indisvalid && info->ii_Predicate == NIL &&
 			info->ii_IndexAttrNumbers[0] == table->attnum[table->order_column])
@@ -578,7 +605,8 @@ build(IkTable *table, LOCKMODE lockmode)
 	table->attnum = palloc(sizeof(AttrNumber) * table->ncolumns);
 	for (int c = 0; c < table->ncolumns; c++)
 		table->attnum[c] = check_column(table, desc, &table->columns[c]);
-	find_lookup_index(table, rel);
+	if (table->nlookup > 0)
+		find_lookup_index(table, rel);
 	/* a Citus shard is no member, nor guarded: its shell is checked */
 	if (!OidIsValid(table->fixed_relid))
 		check_extension_member(table, rel, extension);
@@ -586,7 +614,7 @@ build(IkTable *table, LOCKMODE lockmode)
 	{
 		check_extra_columns(table, desc);
 		check_no_rewriting(table, rel);
-		if (!OidIsValid(table->fixed_relid))
+		if (table == &ik_keys_table)
 			check_truncate_guard(table, rel, extension);
 		build_executor_state(table, rel);
 	}
@@ -629,6 +657,20 @@ ik_table_open(IkTable *table, LOCKMODE lockmode)
 		if (table->valid)
 			return table_open(table->relid, NoLock);
 	}
+}
+
+/*
+ * Does the catalog have idempotency.abandoned_claims?  Catalogs before
+ * 0.3.0 do not.  Asked only when a claim was abandoned, which is rare, so
+ * the answer is not kept.
+ */
+bool
+ik_abandoned_table_exists(void)
+{
+	Oid			schema = get_namespace_oid("idempotency", true);
+
+	return OidIsValid(schema) &&
+		OidIsValid(get_relname_relid(ik_abandoned_table.relname, schema));
 }
 
 /* Is the extension installed in this database? */
