@@ -54,8 +54,8 @@ SELECT outcome FROM idempotency.claim('typo', 'paid', '\x01');
 RESET idempotency.ttl;
 
 -- A policy row that sets only ttl, longer than the default retention: the
--- CHECK cannot see the default, so the row is accepted; its scope's
--- claims warn once and keep the window.
+-- CHECK cannot see the default, so the row is accepted with a WARNING;
+-- its scope's claims warn once and keep the window.
 INSERT INTO idempotency.policies (scope, ttl) VALUES ('typo_row', '30 days');
 BEGIN;
 SELECT outcome FROM idempotency.claim('typo_row', 'k', '\x01');

@@ -29,6 +29,7 @@
 #include "citus.h"
 
 #include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "commands/trigger.h"
@@ -37,6 +38,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
@@ -259,6 +261,48 @@ ik_policy_for(text *scope, IkPolicy *policy)
 }
 
 /*
+ * A row of idempotency.policies whose replay window is longer than the
+ * retention it gets (its own, or the default): its claims will raise the
+ * retention to the window (raise_retain()).  Say so to whoever writes the
+ * row, as the CHECK says it for a row that sets both.
+ */
+static void
+warn_short_retention(TriggerData *trigdata)
+{
+	Relation	rel = trigdata->tg_relation;
+	HeapTuple	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
+		trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber	scope_att = get_attnum(RelationGetRelid(rel), "scope");
+	AttrNumber	ttl_att = get_attnum(RelationGetRelid(rel), "ttl");
+	AttrNumber	retain_att = get_attnum(RelationGetRelid(rel), "retain");
+	int64		ttl_ms = (int64) ik_ttl_s * 1000;
+	int64		retain_ms = (int64) ik_retain_s * 1000;
+	bool		isnull;
+	Datum		d;
+
+	if (scope_att == InvalidAttrNumber || ttl_att == InvalidAttrNumber ||
+		retain_att == InvalidAttrNumber)
+		return;
+	d = heap_getattr(tuple, ttl_att, desc, &isnull);
+	if (!isnull)
+		ttl_ms = ik_interval_ms(DatumGetIntervalP(d));
+	d = heap_getattr(tuple, retain_att, desc, &isnull);
+	if (!isnull)
+		retain_ms = ik_interval_ms(DatumGetIntervalP(d));
+	if (retain_ms >= ttl_ms)
+		return;
+	d = heap_getattr(tuple, scope_att, desc, &isnull);
+	ereport(WARNING,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("retention of scope \"%s\" is shorter than its replay window",
+					isnull ? "" : TextDatumGetCString(d)),
+			 errdetail("The row's replay window is %lld ms and the retention it gets %lld ms, from idempotency.retain; its claims keep keys for the replay window instead.",
+					   (long long) ttl_ms, (long long) retain_ms),
+			 errhint("Set the row's retain to at least its ttl.")));
+}
+
+/*
  * Statement and row trigger on idempotency.policies.  Changing a table's
  * rows does not invalidate its relcache entry; this trigger does, so that
  * every backend forgets what it knew of the table once the change
@@ -274,5 +318,9 @@ idempotency_policies_changed(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("idempotency.policies_changed() must be called as a trigger")));
 	CacheInvalidateRelcache(trigdata->tg_relation);
+	if (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) &&
+		(TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
+		 TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event)))
+		warn_short_retention(trigdata);
 	return PointerGetDatum(NULL);
 }
