@@ -27,10 +27,10 @@
  *
  * An abandoned durable claim is recorded in idempotency.abandoned_claims
  * in the subtransaction that deletes its row; counters and the log line
- * of it are queued until the deleting transaction commits (oncommit.c).  The background run is
- * throttled to idempotency.reaper_rows_per_second, so that claims keep
- * their latency while a backlog is reaped; a batch is then at most a
- * quarter second's worth of rows.
+ * of it are queued until the deleting transaction commits (oncommit.c).
+ * The background run is throttled to idempotency.reaper_rows_per_second,
+ * so that claims keep their latency while a backlog is reaped; a batch is
+ * then at most a quarter second's worth of rows.
  *
  *-------------------------------------------------------------------------
  */
@@ -145,7 +145,7 @@ skip_row(Reap *r, const IkReapCandidate *c, const ErrorData *edata)
  * neither does.
  */
 static void
-record_reaped(IkReapCandidate *c, int n, const bool *deleted)
+record_reaped(const IkReapCandidate *c, int n, const bool *deleted)
 {
 	for (int i = 0; i < n; i++)
 	{
