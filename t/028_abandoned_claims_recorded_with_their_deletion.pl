@@ -5,7 +5,7 @@
 # crash with that change: under two-phase commit (PREPARE TRANSACTION,
 # COMMIT PREPARED), where the after-commit log line and counter are
 # dropped, the record is there.  On a 0.2.0 catalog, without the table,
-# the library behaves as before.
+# the library behaves as before.  pg_dump keeps the records.
 use strict;
 use warnings;
 
@@ -100,6 +100,16 @@ ok($node->poll_query_until('postgres',
 	'the background reaper records the abandoned claim');
 is($recorded->('background'), "reaped|authorized:background|$token|t|t",
 	'with what is known of it');
+
+# The records are the extension's data: pg_dump keeps them.
+my $dump = $node->basedir . '/abandoned.dump';
+$node->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('postgres') ],
+	'pg_dump');
+$node->safe_psql('postgres', 'CREATE DATABASE restored');
+$node->command_ok([ 'pg_restore', '-d', $node->connstr('restored'), $dump ],
+	'pg_restore');
+is($node->safe_psql('restored', q{SELECT string_agg(key, ',' ORDER BY key) FROM idempotency.abandoned_claims}),
+	'background,crash,reaped,replaced,rolled-back', 'pg_dump and pg_restore keep the records');
 
 # Reconciled: the operator deletes the rows.
 $node->safe_psql('postgres', q{DELETE FROM idempotency.abandoned_claims WHERE scope = 'psp'});
