@@ -375,6 +375,25 @@ row_gone(const IkRow *row, TimestampTz now)
 }
 
 /*
+ * A durable claim nobody finished is replaced: record it for
+ * reconciliation in this transaction (store.c).
+ */
+static void
+record_replaced(const IkWrite *w, const IkRow *old)
+{
+	IkAbandoned a;
+
+	a.scope = w->scope;
+	a.key = w->key;
+	a.recovery_point = old->recovery_point;
+	a.lease_token = old->lease_token;
+	a.first_seen = old->created_at;
+	a.lease_expires_at = old->lease_expires_at;
+	a.how = "replaced";
+	ik_store_record_abandoned(&a);
+}
+
+/*
  * Write the row of a key this transaction holds the lock of.  With
  * replace, a row past retention was there at the claim: it is replaced if
  * it still is (the reaper may have deleted it since), once locked and seen
@@ -399,6 +418,8 @@ write_claimed_row(const IkWrite *w, bool replace, TimestampTz now)
 								text_to_cstring(w->key)),
 						 errdetail("The durable claim of key \"%s\" in scope \"%s\" was renewed by its holder after its retention had ended.",
 								   text_to_cstring(w->key), text_to_cstring(w->scope))));
+			if (!old.completed)
+				record_replaced(w, &old);
 			ik_store_update(w->scope, w->key, &old, w);
 			return;
 		}

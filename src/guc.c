@@ -151,7 +151,7 @@ ik_define_gucs(void)
 	DefineCustomIntVariable("idempotency.retain",
 							"Retention of a key, counted from its first claim.",
 							"Between the replay window and retention a claim raises IK410; "
-							"after it the key is new. Must not be shorter than idempotency.ttl.",
+							"after it the key is new. A shorter one than idempotency.ttl is raised to it, with a WARNING.",
 							&ik_retain_s,
 							7 * 24 * 60 * 60, 1, INT_MAX,
 							PGC_SUSET,

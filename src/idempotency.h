@@ -151,6 +151,20 @@ typedef enum IkPoliciesColumn
 	IK_POLICIES_NCOLUMNS
 } IkPoliciesColumn;
 
+/* Columns of idempotency.abandoned_claims (0.3.0 on). */
+typedef enum IkAbandonedColumn
+{
+	IK_ABANDONED_SCOPE,
+	IK_ABANDONED_KEY,
+	IK_ABANDONED_RECOVERY_POINT,
+	IK_ABANDONED_LEASE_TOKEN,
+	IK_ABANDONED_FIRST_SEEN,
+	IK_ABANDONED_LEASE_EXPIRES_AT,
+	IK_ABANDONED_ABANDONED_AT,
+	IK_ABANDONED_HOW,
+	IK_ABANDONED_NCOLUMNS
+} IkAbandonedColumn;
+
 typedef struct IkTable
 {
 	/* what the table must be */
@@ -192,6 +206,8 @@ typedef struct IkTable
 
 extern IkTable ik_keys_table;
 extern IkTable ik_policies_table;
+extern IkTable ik_abandoned_table;
+extern bool ik_abandoned_table_exists(void);
 extern void ik_tables_register_callbacks(void);
 extern Relation ik_table_open(IkTable *table, LOCKMODE lockmode);
 extern IkTable *ik_shard_table(const IkTable *shell, Oid relid,
@@ -263,7 +279,22 @@ typedef struct IkReapCandidate
 	text	   *scope;
 	text	   *key;
 	text	   *recovery_point;
+	pg_uuid_t	lease_token;	/* the rest: durable claims in progress */
+	TimestampTz created_at;
+	TimestampTz lease_expires_at;
 } IkReapCandidate;
+
+/* A durable claim nobody finished, as idempotency.abandoned_claims keeps it. */
+typedef struct IkAbandoned
+{
+	text	   *scope;
+	text	   *key;
+	text	   *recovery_point; /* NULL when never recorded */
+	pg_uuid_t	lease_token;
+	TimestampTz first_seen;
+	TimestampTz lease_expires_at;
+	const char *how;			/* "reaped" or "replaced" */
+} IkAbandoned;
 
 extern void ik_store_register_callbacks(void);
 extern void ik_store_lookup(text *scope, text *key, bool latest, IkRow *row);
@@ -280,6 +311,7 @@ extern int	ik_store_reap_scan(TimestampTz now, TimestampTz *cursor,
 							   void *skip_arg);
 extern int	ik_store_reap_delete(IkReapCandidate *candidates, int n,
 								 bool *deleted);
+extern bool ik_store_record_abandoned(const IkAbandoned *a);
 
 /* lease.c: durable claims */
 extern void ik_new_lease_token(pg_uuid_t *token, bool recorded);

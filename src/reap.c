@@ -25,11 +25,12 @@
  * constraint fails only at commit, losing the whole batch: the reaper
  * then deletes its rows one per transaction, to find the ones at fault.
  *
- * Counters and the reports of abandoned durable claims are queued until
- * the deleting transaction commits (oncommit.c).  The background run is
- * throttled to idempotency.reaper_rows_per_second, so that claims keep
- * their latency while a backlog is reaped; a batch is then at most a
- * quarter second's worth of rows.
+ * An abandoned durable claim is recorded in idempotency.abandoned_claims
+ * in the subtransaction that deletes its row; counters and the log line
+ * of it are queued until the deleting transaction commits (oncommit.c).
+ * The background run is throttled to idempotency.reaper_rows_per_second,
+ * so that claims keep their latency while a backlog is reaped; a batch is
+ * then at most a quarter second's worth of rows.
  *
  *-------------------------------------------------------------------------
  */
@@ -139,8 +140,35 @@ skip_row(Reap *r, const IkReapCandidate *c, const ErrorData *edata)
 }
 
 /*
- * Delete candidates c[0..n) in a subtransaction.  Returns NULL on success,
- * with the deleted ones marked, or the error, with nothing deleted.
+ * Record the abandoned durable claims among the deleted candidates, in the
+ * deleting (sub)transaction: the record commits with the deletion, or
+ * neither does.
+ */
+static void
+record_reaped(const IkReapCandidate *c, int n, const bool *deleted)
+{
+	for (int i = 0; i < n; i++)
+	{
+		IkAbandoned a;
+
+		if (!deleted[i] || c[i].completed)
+			continue;
+		a.scope = c[i].scope;
+		a.key = c[i].key;
+		a.recovery_point = c[i].recovery_point;
+		a.lease_token = c[i].lease_token;
+		a.first_seen = c[i].created_at;
+		a.lease_expires_at = c[i].lease_expires_at;
+		a.how = "reaped";
+		if (!ik_store_record_abandoned(&a))
+			return;				/* a catalog before 0.3.0 */
+	}
+}
+
+/*
+ * Delete candidates c[0..n) in a subtransaction, recording the abandoned
+ * claims among them.  Returns NULL on success, with the deleted ones
+ * marked, or the error, with nothing deleted or recorded.
  */
 static ErrorData *
 delete_in_subxact(IkReapCandidate *c, int n, bool *deleted, int *count)
@@ -154,6 +182,7 @@ delete_in_subxact(IkReapCandidate *c, int n, bool *deleted, int *count)
 	PG_TRY();
 	{
 		*count = ik_store_reap_delete(c, n, deleted);
+		record_reaped(c, n, deleted);
 		ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
@@ -370,8 +399,14 @@ reap_one_by_one(Reap *r, IkReapCandidate *candidates, int n)
 			(row.completed || row.lease_expires_at <= GetCurrentTimestamp()))
 		{
 			c.tid = row.tid;
+			c.completed = row.completed;
+			c.recovery_point = row.recovery_point;
+			c.lease_token = row.lease_token;
+			c.created_at = row.created_at;
+			c.lease_expires_at = row.lease_expires_at;
 			if (ik_store_reap_delete(&c, 1, &deleted) > 0)
 			{
+				record_reaped(&c, 1, &deleted);
 				ik_count_on_commit(IK_REAPED_ROWS, 1);
 				if (!c.completed)
 					ik_report_abandoned(c.scope, c.key, c.recovery_point);
