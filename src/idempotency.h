@@ -187,6 +187,8 @@ typedef struct IkTable
 	struct ResultRelInfo *rri;	/* its one result relation */
 	Relation   *index_descs;	/* its indexes, opened by each write */
 	TupleTableSlot *new_row;	/* the row a write makes */
+	bool		runs_code;		/* a write may run a DBA's trigger or
+								 * function (owner.c) */
 } IkTable;
 
 extern IkTable ik_keys_table;
@@ -198,6 +200,18 @@ extern IkTable *ik_shard_table(const IkTable *shell, Oid relid,
 extern Datum ik_table_value(const IkTable *table, TupleTableSlot *slot,
 							int column, bool *isnull);
 extern bool ik_extension_installed(void);
+
+/* owner.c: a table's attached code run as its owner, safely */
+typedef struct IkOwnerContext
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} IkOwnerContext;
+extern void ik_owner_enter(IkOwnerContext *ctx, Oid owner);
+extern void ik_owner_leave(IkOwnerContext *ctx);
+extern bool ik_calls_user_code(Node *node, void *context);
+extern void ik_owner_check_temp_objects(const char *relname);
 
 /* store.c: the one storage path of idempotency.keys */
 typedef struct IkResponse

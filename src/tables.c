@@ -45,6 +45,7 @@
 #include "commands/trigger.h"
 #include "compat.h"
 #include "executor/executor.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
 #include "rewrite/rewriteHandler.h"
@@ -380,6 +381,8 @@ check_no_rewriting(IkTable *table, Relation rel)
  * of the table's descriptor, since a relcache descriptor would be pinned
  * by the transaction that made the slot.
  */
+static bool runs_code(IkTable *table, Relation rel);
+
 static void
 build_executor_state(IkTable *table, Relation rel)
 {
@@ -462,6 +465,45 @@ build_executor_state(IkTable *table, Relation rel)
 	table->new_row = MakeSingleTupleTableSlot(CreateTupleDescCopy(desc),
 											  &TTSOpsHeapTuple);
 	table->estate = estate;
+	table->runs_code = runs_code(table, rel);
+}
+
+/*
+ * Whether a write of the table may run code that could run queries: a
+ * trigger that fires on a row written, or, in a default, a CHECK
+ * constraint or an index, a user's function, a built-in that is not
+ * immutable, or a domain (owner.c).
+ */
+static bool
+runs_code(IkTable *table, Relation rel)
+{
+	TriggerDesc *trigdesc = rel->trigdesc;
+
+	for (int i = 0; trigdesc != NULL && i < trigdesc->numtriggers; i++)
+	{
+		Trigger    *trigger = &trigdesc->triggers[i];
+
+		if (!trigger->tgisinternal &&
+			(TRIGGER_FOR_INSERT(trigger->tgtype) ||
+			 TRIGGER_FOR_UPDATE(trigger->tgtype) ||
+			 TRIGGER_FOR_DELETE(trigger->tgtype)))
+			return true;
+	}
+	for (int i = 0; i < table->ndefaults; i++)
+		if (ik_calls_user_code((Node *) table->default_exprs[i]->expr, NULL))
+			return true;
+	for (int c = 0; table->check_exprs != NULL &&
+		 c < rel->rd_att->constr->num_check; c++)
+		if (table->check_exprs[c] != NULL &&
+			ik_calls_user_code((Node *) table->check_exprs[c]->expr, NULL))
+			return true;
+	for (int i = 0; i < table->nindexes; i++)
+		if (ik_calls_user_code((Node *) table->index_info[i]->ii_Expressions,
+							   NULL) ||
+			ik_calls_user_code((Node *) table->index_info[i]->ii_Predicate,
+							   NULL))
+			return true;
+	return false;
 }
 
 /*
@@ -567,7 +609,14 @@ ik_table_open(IkTable *table, LOCKMODE lockmode)
 			LockRelationOid(table->relid, lockmode);
 		}
 		else
+		{
+			/* planning the expressions may run and inline functions */
+			IkOwnerContext owner;
+
+			ik_owner_enter(&owner, GetUserId());
 			build_or_leave_stale(table, lockmode);
+			ik_owner_leave(&owner);
+		}
 		if (table->valid)
 			return table_open(table->relid, NoLock);
 	}
