@@ -185,21 +185,22 @@ AS 'MODULE_PATHNAME', 'idempotency_reap'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER;
 
 -- STABLE, not IMMUTABLE: the result depends on idempotency.fingerprint_secret.
+-- PARALLEL RESTRICTED: the secrets never reach parallel workers.
 CREATE FUNCTION idempotency.fingerprint(method text, path text, body jsonb)
 RETURNS bytea
 AS 'MODULE_PATHNAME', 'idempotency_fingerprint_request'
-LANGUAGE C STABLE PARALLEL SAFE;
+LANGUAGE C STABLE PARALLEL RESTRICTED;
 
 -- A body as text is parsed here, so that malformed JSON is an IK400.
 CREATE FUNCTION idempotency.fingerprint(method text, path text, body text)
 RETURNS bytea
 AS 'MODULE_PATHNAME', 'idempotency_fingerprint_request_text'
-LANGUAGE C STABLE PARALLEL SAFE;
+LANGUAGE C STABLE PARALLEL RESTRICTED;
 
 CREATE FUNCTION idempotency.fingerprint(body bytea)
 RETURNS bytea
 AS 'MODULE_PATHNAME', 'idempotency_fingerprint_bytes'
-LANGUAGE C STABLE PARALLEL SAFE;
+LANGUAGE C STABLE PARALLEL RESTRICTED;
 
 -- The idempotency key to send to a payment processor for a request: the
 -- same for every attempt at it, derived under idempotency.downstream_secret
@@ -211,7 +212,7 @@ CREATE FUNCTION idempotency.downstream_key(
 	purpose text)
 RETURNS text
 AS 'MODULE_PATHNAME', 'idempotency_downstream_key'
-LANGUAGE C STABLE PARALLEL SAFE;
+LANGUAGE C STABLE PARALLEL RESTRICTED;
 
 -- Statistics, kept in shared memory by a preloaded library.  One row per
 -- database, and one with a NULL dboid for databases beyond the slots.

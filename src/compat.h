@@ -42,9 +42,11 @@
  * up to 15, the GUC module's own allocator from 16.
  */
 #if PG_VERSION_NUM >= 160000
+#define ik_guc_malloc(n)	guc_malloc(LOG, (n))
 #define ik_guc_strdup(s)	guc_strdup(LOG, (s))
 #define ik_guc_free(p)		guc_free(p)
 #else
+#define ik_guc_malloc(n)	malloc(n)
 #define ik_guc_strdup(s)	strdup(s)
 #define ik_guc_free(p)		free(p)
 #endif

@@ -51,14 +51,17 @@ downstream_key(FunctionCallInfo fcinfo)
 	char		out[sizeof(DOWNSTREAM_PREFIX) + DOWNSTREAM_BITS / 5];
 	int			n = 0;
 
-	if (ik_downstream_key[0] == '\0')
+	const char *secret = ik_secret_value(ik_downstream_secret,
+										 "idempotency.downstream_secret");
+
+	if (secret[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("idempotency.downstream_secret is not set"),
 				 errdetail("Downstream keys are derived under a secret of their own, which must never change."),
 				 errhint("Set idempotency.downstream_secret once, in postgresql.conf of every node, with the library preloaded.")));
 
-	hasher_init(&h, ik_downstream_key);
+	hasher_init(&h, secret);
 	hasher_add(&h, "IKd1", 4);
 	hasher_chunk(&h, 's', VARDATA_ANY(scope), VARSIZE_ANY_EXHDR(scope));
 	hasher_chunk(&h, 'k', VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));

@@ -53,8 +53,14 @@
 extern int	ik_lock_timeout_ms;
 extern int	ik_ttl_s;
 extern int	ik_retain_s;
-extern const char *ik_fingerprint_key;
-extern const char *ik_downstream_key;
+typedef struct IkSecret IkSecret;
+extern const IkSecret *ik_fingerprint_secret;
+extern const IkSecret *ik_fingerprint_secret_previous;
+extern const IkSecret *ik_downstream_secret;
+extern const char *ik_secret_value(const IkSecret *secret, const char *name);
+
+/* fingerprint.c */
+extern bool ik_fingerprint_matches(const bytea *stored, const bytea *given);
 extern int	ik_mode;
 extern int	ik_enforce_percent;
 extern char *ik_reaper_databases;
