@@ -1,8 +1,9 @@
 -- Rotating idempotency.fingerprint_secret as the README says (the new one
 -- set, the old one kept as idempotency.fingerprint_secret_previous) keeps
 -- every retry of a request claimed under the old secret the same request:
--- a replay, or a resume, never IK422.  Before 0.3.0 there was no previous
--- secret, and such a retry was IK422 ("your request was wrong").
+-- a replay, or a resume, never IK422, and a resume sends the processor the
+-- downstream key the first attempt sent.  Before 0.3.0 there was no
+-- previous secret, and such a retry was IK422 ("your request was wrong").
 \set VERBOSITY terse
 SET idempotency.fingerprint_secret = 'old-secret';
 BEGIN;
@@ -18,10 +19,14 @@ BEGIN;
 SELECT outcome FROM idempotency.claim('rot', 'k5', idempotency.fingerprint('\x05'::bytea));
 SELECT idempotency.complete('rot', 'k5', 201, '{"id": "ch_5"}');
 COMMIT;
--- a durable claim whose worker dies during the rotation
-SELECT outcome FROM idempotency.claim('rot', 'k3',
-       idempotency.fingerprint('POST', '/v1/charges', '{"amount": 3}'::jsonb),
-       lease => '50 milliseconds');
+-- a durable claim whose worker dies during the rotation, after it sent
+-- the processor its downstream key
+SET idempotency.downstream_secret = 'never-rotated';
+SELECT c.outcome,
+       idempotency.downstream_key('rot', 'k3', f.fp, 'authorize') AS authorize_key
+  FROM (SELECT idempotency.fingerprint('POST', '/v1/charges', '{"amount": 3}'::jsonb) AS fp) f,
+       LATERAL idempotency.claim('rot', 'k3', f.fp, lease => '50 milliseconds') c \gset
+\echo :outcome
 
 -- The new secret alone: the retry is IK422.
 SET idempotency.fingerprint_secret = 'new-secret';
@@ -36,11 +41,15 @@ SELECT outcome, response_body FROM idempotency.claim('rot', 'k1',
 SELECT outcome, response_body FROM idempotency.claim('rot', 'k2',
        idempotency.fingerprint('\x0102'::bytea));
 SELECT pg_sleep(0.1);
+-- The resumer sends the processor the same downstream key.
 BEGIN;
-SELECT outcome FROM idempotency.claim('rot', 'k3',
-       idempotency.fingerprint('POST', '/v1/charges', '{"amount": 3}'::jsonb),
-       lease => '1 minute');
+SELECT c.outcome,
+       idempotency.downstream_key('rot', 'k3', f.fp, 'authorize') = :'authorize_key'
+           AS same_downstream_key
+  FROM (SELECT idempotency.fingerprint('POST', '/v1/charges', '{"amount": 3}'::jsonb) AS fp) f,
+       LATERAL idempotency.claim('rot', 'k3', f.fp, lease => '1 minute') c;
 ROLLBACK;
+RESET idempotency.downstream_secret;
 -- Another request under the key is still IK422, under either secret.
 SELECT outcome FROM idempotency.claim('rot', 'k1',
        idempotency.fingerprint('POST', '/v1/charges', '{"amount": 2000}'::jsonb));
