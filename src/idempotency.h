@@ -193,8 +193,8 @@ typedef struct IkTable
 	struct ResultRelInfo *rri;	/* its one result relation */
 	Relation   *index_descs;	/* its indexes, opened by each write */
 	TupleTableSlot *new_row;	/* the row a write makes */
-	bool		runs_code;		/* a write may run a DBA's trigger or
-								 * function (owner.c) */
+	bool		runs_code;		/* a write may run a DBA's trigger or function
+								 * (owner.c) */
 } IkTable;
 
 extern IkTable ik_keys_table;
