@@ -93,8 +93,17 @@ SELECT scope, key, who = (SELECT relowner::regrole::name FROM pg_class
 DROP TRIGGER keys_audit ON idempotency.keys;
 CREATE FUNCTION public.who_wrote() RETURNS text LANGUAGE sql STABLE
     AS $$ SELECT current_user || ' ' || current_setting('search_path') $$;
+REVOKE EXECUTE ON FUNCTION public.who_wrote() FROM PUBLIC;
 ALTER TABLE idempotency.keys ADD COLUMN written_by text DEFAULT public.who_wrote();
+-- The table's cache is built as its owner, whoever opens it first: here
+-- downstream_key(), which is not SECURITY DEFINER, in a new session.
+GRANT EXECUTE ON FUNCTION idempotency.downstream_key(text, text, bytea, text)
+  TO idem_mallory;
+\c -
+\set VERBOSITY terse
+SET idempotency.downstream_secret = 'never-rotated';
 SET ROLE idem_mallory;
+SELECT length(idempotency.downstream_key('esc', 'k5', '\x01', 'authorize'));
 SET search_path = public;
 BEGIN;
 SELECT outcome FROM idempotency.claim('esc', 'k5', '\x01');
@@ -102,6 +111,7 @@ SELECT idempotency.complete('esc', 'k5', 201, '{"id": "ch_5"}');
 COMMIT;
 RESET search_path;
 RESET ROLE;
+RESET idempotency.downstream_secret;
 SELECT written_by = (SELECT relowner::regrole::name FROM pg_class
                       WHERE oid = 'idempotency.keys'::regclass)
                     || ' pg_catalog, pg_temp' AS default_as_owner_with_safe_path

@@ -595,6 +595,32 @@ build_or_leave_stale(IkTable *table, LOCKMODE lockmode)
 }
 
 /*
+ * The owner of the table build() is about to find, as whom its cache is
+ * built (owner.c): whoever calls, a SECURITY DEFINER function or not.  The
+ * current user when there is no such table yet; build() then says so.
+ */
+static Oid
+table_owner(IkTable *table)
+{
+	Oid			relid = table->fixed_relid;
+	Oid			owner = GetUserId();
+	HeapTuple	tuple;
+
+	if (!OidIsValid(relid))
+		relid = get_relname_relid(table->relname,
+								  get_namespace_oid("idempotency", true));
+	if (!OidIsValid(relid))
+		return owner;
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (HeapTupleIsValid(tuple))
+	{
+		owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+		ReleaseSysCache(tuple);
+	}
+	return owner;
+}
+
+/*
  * Open one of the extension's tables with lockmode, checked and with its
  * cache up to date; close it with table_close(rel, NoLock).
  */
@@ -613,7 +639,7 @@ ik_table_open(IkTable *table, LOCKMODE lockmode)
 			/* planning the expressions may run and inline functions */
 			IkOwnerContext owner;
 
-			ik_owner_enter(&owner, GetUserId());
+			ik_owner_enter(&owner, table_owner(table));
 			build_or_leave_stale(table, lockmode);
 			ik_owner_leave(&owner);
 		}
