@@ -83,7 +83,6 @@ CREATE ROLE idem_rot_app;
 SET idempotency.fingerprint_secret_previous = 'old-secret';
 SET ROLE idem_rot_app;
 SET idempotency.fingerprint_secret_previous = 'guess';
-SHOW idempotency.fingerprint_secret_previous;
 SELECT count(*) FROM pg_settings WHERE name LIKE 'idempotency.fingerprint_secret%';
 RESET ROLE;
 SELECT count(*) AS secret_shown FROM pg_settings
