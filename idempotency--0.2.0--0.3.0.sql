@@ -30,3 +30,11 @@ COMMENT ON TABLE idempotency.abandoned_claims IS
 SELECT pg_catalog.pg_extension_config_dump('idempotency.abandoned_claims', '');
 
 REVOKE ALL ON idempotency.abandoned_claims FROM PUBLIC;
+
+-- The secrets never reach parallel workers (src/guc.c): the functions that
+-- hash under them run in the leader.  The 0.2.0 catalog's PARALLEL SAFE
+-- functions refuse to hash in a worker whose leader has a secret.
+ALTER FUNCTION idempotency.fingerprint(text, text, jsonb) PARALLEL RESTRICTED;
+ALTER FUNCTION idempotency.fingerprint(text, text, text) PARALLEL RESTRICTED;
+ALTER FUNCTION idempotency.fingerprint(bytea) PARALLEL RESTRICTED;
+ALTER FUNCTION idempotency.downstream_key(text, text, bytea, text) PARALLEL RESTRICTED;

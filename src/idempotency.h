@@ -54,8 +54,14 @@
 extern int	ik_lock_timeout_ms;
 extern int	ik_ttl_s;
 extern int	ik_retain_s;
-extern const char *ik_fingerprint_key;
-extern const char *ik_downstream_key;
+typedef struct IkSecret IkSecret;
+extern const IkSecret *ik_fingerprint_secret;
+extern const IkSecret *ik_fingerprint_secret_previous;
+extern const IkSecret *ik_downstream_secret;
+extern const char *ik_secret_value(const IkSecret *secret, const char *name);
+
+/* fingerprint.c */
+extern bool ik_fingerprint_matches(const bytea *stored, const bytea *given);
 extern int	ik_mode;
 extern int	ik_enforce_percent;
 extern char *ik_reaper_databases;
@@ -202,6 +208,8 @@ typedef struct IkTable
 	struct ResultRelInfo *rri;	/* its one result relation */
 	Relation   *index_descs;	/* its indexes, opened by each write */
 	TupleTableSlot *new_row;	/* the row a write makes */
+	bool		runs_code;		/* a write may run a DBA's trigger or function
+								 * (owner.c) */
 } IkTable;
 
 extern IkTable ik_keys_table;
@@ -215,6 +223,18 @@ extern IkTable *ik_shard_table(const IkTable *shell, Oid relid,
 extern Datum ik_table_value(const IkTable *table, TupleTableSlot *slot,
 							int column, bool *isnull);
 extern bool ik_extension_installed(void);
+
+/* owner.c: a table's attached code run as its owner, safely */
+typedef struct IkOwnerContext
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} IkOwnerContext;
+extern void ik_owner_enter(IkOwnerContext *ctx, Oid owner);
+extern void ik_owner_leave(IkOwnerContext *ctx);
+extern bool ik_calls_user_code(Node *node, void *context);
+extern void ik_owner_check_temp_objects(const char *relname);
 
 /* store.c: the one storage path of idempotency.keys */
 typedef struct IkResponse

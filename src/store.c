@@ -386,6 +386,8 @@ typedef struct Writer
 	ResultRelInfo *rri;
 	text	   *scope;			/* for messages */
 	text	   *key;
+	bool		runs_code;		/* so it runs as the table's owner, */
+	IkOwnerContext owner;		/* ... in this context (owner.c) */
 } Writer;
 
 /*
@@ -406,6 +408,14 @@ writer_open(Writer *wr, text *scope, text *key, IkTable *table, Relation rel)
 	wr->rel = rel;
 	wr->estate = estate;
 	wr->rri = rri;
+
+	/* what the DBA attached to the table runs as for maintenance: owner.c */
+	wr->runs_code = table->runs_code;
+	if (wr->runs_code)
+	{
+		ik_owner_check_temp_objects(table->relname);
+		ik_owner_enter(&wr->owner, rel->rd_rel->relowner);
+	}
 
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	rri->ri_NumIndices = table->nindexes;
@@ -460,6 +470,8 @@ writer_close(Writer *wr)
 	estate->es_tupleTable = NIL;
 	ResetPerTupleExprContext(estate);
 	writing = NULL;
+	if (wr->runs_code)
+		ik_owner_leave(&wr->owner);
 	table_close(wr->rel, NoLock);
 	store_leave();
 	CommandCounterIncrement();

@@ -49,6 +49,7 @@
 #include "commands/trigger.h"
 #include "compat.h"
 #include "executor/executor.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
 #include "parser/parse_func.h"
@@ -459,6 +460,8 @@ check_truncate_guard(IkTable *table, Relation rel, Oid extension)
  * of the table's descriptor, since a relcache descriptor would be pinned
  * by the transaction that made the slot.
  */
+static bool runs_code(IkTable *table, Relation rel);
+
 static void
 build_executor_state(IkTable *table, Relation rel)
 {
@@ -541,6 +544,45 @@ build_executor_state(IkTable *table, Relation rel)
 	table->new_row = MakeSingleTupleTableSlot(CreateTupleDescCopy(desc),
 											  &TTSOpsHeapTuple);
 	table->estate = estate;
+	table->runs_code = runs_code(table, rel);
+}
+
+/*
+ * Whether a write of the table may run code that could run queries: a
+ * trigger that fires on a row written, or, in a default, a CHECK
+ * constraint or an index, a user's function, a built-in that is not
+ * immutable, or a domain (owner.c).
+ */
+static bool
+runs_code(IkTable *table, Relation rel)
+{
+	TriggerDesc *trigdesc = rel->trigdesc;
+
+	for (int i = 0; trigdesc != NULL && i < trigdesc->numtriggers; i++)
+	{
+		Trigger    *trigger = &trigdesc->triggers[i];
+
+		if (!trigger->tgisinternal &&
+			(TRIGGER_FOR_INSERT(trigger->tgtype) ||
+			 TRIGGER_FOR_UPDATE(trigger->tgtype) ||
+			 TRIGGER_FOR_DELETE(trigger->tgtype)))
+			return true;
+	}
+	for (int i = 0; i < table->ndefaults; i++)
+		if (ik_calls_user_code((Node *) table->default_exprs[i]->expr, NULL))
+			return true;
+	for (int c = 0; table->check_exprs != NULL &&
+		 c < rel->rd_att->constr->num_check; c++)
+		if (table->check_exprs[c] != NULL &&
+			ik_calls_user_code((Node *) table->check_exprs[c]->expr, NULL))
+			return true;
+	for (int i = 0; i < table->nindexes; i++)
+		if (ik_calls_user_code((Node *) table->index_info[i]->ii_Expressions,
+							   NULL) ||
+			ik_calls_user_code((Node *) table->index_info[i]->ii_Predicate,
+							   NULL))
+			return true;
+	return false;
 }
 
 /*
@@ -639,6 +681,32 @@ build_or_leave_stale(IkTable *table, LOCKMODE lockmode)
 }
 
 /*
+ * The owner of the table build() is about to find, as whom its cache is
+ * built (owner.c): whoever calls, a SECURITY DEFINER function or not.  The
+ * current user when there is no such table yet; build() then says so.
+ */
+static Oid
+table_owner(IkTable *table)
+{
+	Oid			relid = table->fixed_relid;
+	Oid			owner = GetUserId();
+	HeapTuple	tuple;
+
+	if (!OidIsValid(relid))
+		relid = get_relname_relid(table->relname,
+								  get_namespace_oid("idempotency", true));
+	if (!OidIsValid(relid))
+		return owner;
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (HeapTupleIsValid(tuple))
+	{
+		owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+		ReleaseSysCache(tuple);
+	}
+	return owner;
+}
+
+/*
  * Open one of the extension's tables with lockmode, checked and with its
  * cache up to date; close it with table_close(rel, NoLock).
  */
@@ -653,7 +721,14 @@ ik_table_open(IkTable *table, LOCKMODE lockmode)
 			LockRelationOid(table->relid, lockmode);
 		}
 		else
+		{
+			/* planning the expressions may run and inline functions */
+			IkOwnerContext owner;
+
+			ik_owner_enter(&owner, table_owner(table));
 			build_or_leave_stale(table, lockmode);
+			ik_owner_leave(&owner);
+		}
 		if (table->valid)
 			return table_open(table->relid, NoLock);
 	}
