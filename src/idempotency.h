@@ -384,6 +384,8 @@ extern void ik_register_oncommit_callbacks(void);
 
 /* subxact.c: surviving an error */
 extern ErrorData *ik_try(void (*step) (void *arg), void *arg);
+extern ErrorData *ik_try_keep(bool (*step) (void *arg), void *arg,
+							  bool *kept);
 extern bool ik_within_lock_timeout(void (*step) (void *arg), void *arg,
 								   int wait_ms);
 
