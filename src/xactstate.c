@@ -10,6 +10,21 @@
  * with the error.  Subtransactions are followed so that a claim made, or
  * closed, inside a savepoint that is rolled back is undone with it.
  *
+ * The guard also refuses to keep writes without their key.  A key freed
+ * by release() or by a 5xx complete() is free for a retry once this
+ * transaction commits, so whatever else the transaction wrote, a charge
+ * above all, must not commit with it: the retry would charge again.  The
+ * guard cannot tell a charge from other writes, so the rule is the one
+ * that cannot lose money.  A transaction that freed the key of a claim it
+ * made commits only if it wrote nothing at all (it has no transaction ID;
+ * a row lock counts as a write), unless it claimed the key again and
+ * stored a response.  A transaction that freed a durable claim's key
+ * (which deletes the row, and so assigns an ID) commits only if it had
+ * written nothing before that, and no later command of it wrote.  A
+ * savepoint rolled back undoes a claim, or a durable claim's release,
+ * together with the writes it guarded, and is the way to give up part of
+ * a transaction.
+ *
  * A transaction claims one key, or a handful, so a list is the right
  * structure.
  *
@@ -24,6 +39,19 @@
 
 /* Claims of the current transaction, in TopTransactionContext. */
 static List *claims = NIL;
+
+/* A durable claim's key this transaction freed. */
+typedef struct FreedKey
+{
+	text	   *scope;
+	text	   *key;
+	SubTransactionId subid;		/* the subtransaction that freed it */
+	bool		wrote_before;	/* the transaction had written already */
+	CommandId	cid;			/* the first command after the free */
+} FreedKey;
+
+/* Durable claims' keys freed in this transaction, in TopTransactionContext. */
+static List *freed_keys = NIL;
 
 static bool
 same_text(text *a, text *b)
@@ -81,10 +109,36 @@ ik_claim_open(text *scope, text *key, bytea *fingerprint,
 	return claim;
 }
 
+/* Close a claim; freed says whether release() or a 5xx freed its key. */
 void
-ik_claim_close(IkClaim *claim)
+ik_claim_close(IkClaim *claim, bool freed)
 {
 	claim->closed_subid = GetCurrentSubTransactionId();
+	claim->freed = freed;
+}
+
+/*
+ * A durable claim's key was freed by the current command, which deleted
+ * its row; wrote_before says whether the transaction had written before.
+ * After a CommandCounterIncrement() (a no-op when the deletion, in
+ * store.c, did one already), any later write uses the command now
+ * current, and the counter moves on past it once that command ends: that
+ * is how a write after the free shows.
+ */
+void
+ik_note_freed(text *scope, text *key, bool wrote_before)
+{
+	MemoryContext oldcontext = MemoryContextSwitchTo(TopTransactionContext);
+	FreedKey   *f = palloc(sizeof(FreedKey));
+
+	f->scope = DatumGetTextPCopy(PointerGetDatum(scope));
+	f->key = DatumGetTextPCopy(PointerGetDatum(key));
+	f->subid = GetCurrentSubTransactionId();
+	f->wrote_before = wrote_before;
+	CommandCounterIncrement();
+	f->cid = GetCurrentCommandId(false);
+	freed_keys = lappend(freed_keys, f);
+	MemoryContextSwitchTo(oldcontext);
 }
 
 static void
@@ -113,23 +167,84 @@ check_no_open_claim(const char *action)
 }
 
 static void
+raise_write_without_key(const char *action, text *scope, text *key)
+{
+	ik_count(IK_ERRORS_IK428, 1);
+	ik_scope_count(scope, IK_SCOPE_ERRORS_IK428);
+	ereport(ERROR,
+			(errcode(ERRCODE_IK_PROTOCOL_VIOLATION),
+			 errmsg("cannot %s writes of a transaction that freed idempotency key \"%s\"",
+					action, text_to_cstring(key)),
+			 errdetail("Key \"%s\" in scope \"%s\" was freed in this transaction by release() or a 5xx complete(), and the transaction also wrote data: a retry would find the key free while the writes stay.",
+					   text_to_cstring(key), text_to_cstring(scope)),
+			 errhint("Roll back the transaction, or a savepoint taken before the claim, to give up the request; or store the response with complete().")));
+}
+
+/*
+ * The key of a claim that was freed, unless a later claim of it in this
+ * transaction stored a response.
+ */
+static bool
+still_freed(IkClaim *claim)
+{
+	IkClaim    *latest;
+
+	if (!claim->freed || claim->policy.mode != IK_MODE_ENFORCE)
+		return false;
+	latest = ik_claim_find(claim->scope, claim->key);
+	return latest == claim || latest->closed_subid == InvalidSubTransactionId ||
+		latest->freed;
+}
+
+/* Refuse to keep writes of a transaction that freed a key: file header. */
+static void
+check_no_write_without_key(const char *action)
+{
+	bool		wrote = TransactionIdIsValid(GetTopTransactionIdIfAny());
+	ListCell   *lc;
+
+	if (!wrote)
+		return;
+	/* count a write of the current command too, as its end would */
+	if (freed_keys != NIL)
+		CommandCounterIncrement();
+	foreach(lc, claims)
+	{
+		IkClaim    *claim = (IkClaim *) lfirst(lc);
+
+		if (still_freed(claim))
+			raise_write_without_key(action, claim->scope, claim->key);
+	}
+	foreach(lc, freed_keys)
+	{
+		FreedKey   *f = (FreedKey *) lfirst(lc);
+
+		if (f->wrote_before || GetCurrentCommandId(false) > f->cid)
+			raise_write_without_key(action, f->scope, f->key);
+	}
+}
+
+static void
 xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
 			check_no_open_claim("commit");
+			check_no_write_without_key("commit");
 			break;
 		case XACT_EVENT_PRE_PREPARE:
 			check_no_open_claim("prepare transaction");
+			check_no_write_without_key("prepare");
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			/* the list lived in TopTransactionContext, gone now */
+			/* the lists lived in TopTransactionContext, gone now */
 			claims = NIL;
+			freed_keys = NIL;
 			break;
 		case XACT_EVENT_PARALLEL_PRE_COMMIT:
 			break;
@@ -154,6 +269,12 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 				else if (claim->closed_subid == mySubid)
 					claim->closed_subid = InvalidSubTransactionId;
 			}
+			/* every later subtransaction is one of its children */
+			foreach(lc, freed_keys)
+			{
+				if (((FreedKey *) lfirst(lc))->subid >= mySubid)
+					freed_keys = foreach_delete_current(freed_keys, lc);
+			}
 			break;
 		case SUBXACT_EVENT_COMMIT_SUB:
 			foreach(lc, claims)
@@ -164,6 +285,13 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					claim->opened_subid = parentSubid;
 				if (claim->closed_subid == mySubid)
 					claim->closed_subid = parentSubid;
+			}
+			foreach(lc, freed_keys)
+			{
+				FreedKey   *f = (FreedKey *) lfirst(lc);
+
+				if (f->subid == mySubid)
+					f->subid = parentSubid;
 			}
 			break;
 		case SUBXACT_EVENT_START_SUB:
