@@ -1,8 +1,9 @@
 -- A committed charge never loses its key.  A key freed by release() or
 -- by a 5xx complete() is free for the retry once its transaction commits,
--- so a transaction that freed a key and wrote data cannot commit: IK428,
--- and the charge rolls back with it.  A transaction that wrote nothing
--- commits; a savepoint rolled back gives up the claim and the charge.
+-- so a transaction that freed the key of its claim and wrote data cannot
+-- commit: IK428, and the charge rolls back with it.  A transaction that
+-- wrote nothing commits; a savepoint rolled back gives up the claim and
+-- the charge.  release() of a durable claim keeps a recovery point.
 CREATE TABLE charges (id text PRIMARY KEY, amount int);
 \set VERBOSITY terse
 
@@ -72,22 +73,18 @@ SELECT idempotency.complete('fk', 'k3', 201);
 COMMIT;
 SELECT id FROM charges ORDER BY id;
 
--- A durable claim's 5xx frees a key without a recovery point: in the
--- charge's transaction the commit is refused too, before or after it.
+-- A durable claim's row is its key, freed by a 5xx or release() only when
+-- the claim recorded no recovery point: the caller's word that nothing
+-- durable happened.  So a transaction that frees it may write, as the
+-- reference API deletes its pending charge with the 5xx.
 BEGIN;
 SELECT lease_token AS t FROM idempotency.claim('fk', 'd1', '\x01', lease => '1 minute') \gset
+INSERT INTO charges VALUES ('pending_d1', 100);
 COMMIT;
 BEGIN;
-INSERT INTO charges VALUES ('ch_d1', 100);
+DELETE FROM charges WHERE id = 'pending_d1';
 SELECT idempotency.complete('fk', 'd1', 502, lease_token => :'t');
 COMMIT;
-BEGIN;
-SELECT idempotency.release('fk', 'd1', :'t');
-INSERT INTO charges VALUES ('ch_d1', 100);
-COMMIT;
-SELECT state FROM idempotency.keys WHERE scope = 'fk' AND key = 'd1';
--- alone, the 5xx frees the key
-SELECT idempotency.complete('fk', 'd1', 502, lease_token => :'t');
 SELECT count(*) AS rows_for_d1 FROM idempotency.keys WHERE scope = 'fk' AND key = 'd1';
 
 -- release() of a durable claim that recorded a recovery point keeps it,

@@ -318,7 +318,6 @@ extern IkClaim *ik_claim_open(text *scope, text *key, bytea *fingerprint,
 							  TimestampTz created_at, const IkPolicy *policy,
 							  bool replace, bool holds_lock);
 extern void ik_claim_close(IkClaim *claim, bool freed);
-extern void ik_note_freed(text *scope, text *key, bool wrote_before);
 
 
 /* stats.c: counters in shared memory (preloaded library only) */

@@ -37,7 +37,6 @@
  */
 #include "idempotency.h"
 
-#include "access/xact.h"
 #include "port.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -260,19 +259,6 @@ end_lease_keep_row(text *scope, text *key, const IkRow *row)
 }
 
 /*
- * Free the key of a locked durable claim that recorded no recovery point,
- * and tell the commit guard, which refuses to keep this transaction's
- * other writes without the key (xactstate.c); wrote_before says whether
- * it had written before the call, whose row lock assigns it an ID.
- */
-static void
-free_key(text *scope, text *key, const IkRow *row, bool wrote_before)
-{
-	ik_store_delete(scope, key, row);
-	ik_note_freed(scope, key, wrote_before);
-}
-
-/*
  * Store the response of a durable claim.  A transient failure (a 5xx that
  * the claim's rule does not keep) is not stored: a claim that recorded a
  * recovery point keeps its row with the lease ended, since a processor's
@@ -286,7 +272,6 @@ ik_lease_complete(text *scope, text *key, const pg_uuid_t *token,
 {
 	IkRow		row;
 	IkWrite		w;
-	bool		wrote_before = TransactionIdIsValid(GetTopTransactionIdIfAny());
 
 	if (!lock_lease(scope, key, token, "complete", &row))
 		return "skipped";
@@ -294,7 +279,7 @@ ik_lease_complete(text *scope, text *key, const pg_uuid_t *token,
 	{
 		ik_count(IK_RELEASES_5XX, 1);
 		if (row.recovery_point == NULL)
-			free_key(scope, key, &row, wrote_before);
+			ik_store_delete(scope, key, &row);
 		else
 			end_lease_keep_row(scope, key, &row);
 		return "released";
@@ -315,12 +300,11 @@ void
 ik_lease_release(text *scope, text *key, const pg_uuid_t *token)
 {
 	IkRow		row;
-	bool		wrote_before = TransactionIdIsValid(GetTopTransactionIdIfAny());
 
 	if (!lock_lease(scope, key, token, "release", &row))
 		return;
 	if (row.recovery_point == NULL)
-		free_key(scope, key, &row, wrote_before);
+		ik_store_delete(scope, key, &row);
 	else
 		end_lease_keep_row(scope, key, &row);
 }

@@ -15,15 +15,14 @@
  * transaction commits, so whatever else the transaction wrote, a charge
  * above all, must not commit with it: the retry would charge again.  The
  * guard cannot tell a charge from other writes, so the rule is the one
- * that cannot lose money.  A transaction that freed the key of a claim it
+ * that cannot lose money: a transaction that freed the key of a claim it
  * made commits only if it wrote nothing at all (it has no transaction ID;
  * a row lock counts as a write), unless it claimed the key again and
- * stored a response.  A transaction that freed a durable claim's key
- * (which deletes the row, and so assigns an ID) commits only if it had
- * written nothing before that, and no later command of it wrote.  A
- * savepoint rolled back undoes a claim, or a durable claim's release,
- * together with the writes it guarded, and is the way to give up part of
- * a transaction.
+ * stored a response.  A savepoint rolled back undoes a claim together with
+ * the writes it guarded, and is the way to give up part of a transaction.
+ * A durable claim is another matter: its row is the key, and lease.c
+ * frees it only when the claim recorded no recovery point, which is the
+ * caller's word that nothing durable happened.
  *
  * A transaction claims one key, or a handful, so a list is the right
  * structure.
@@ -39,19 +38,6 @@
 
 /* Claims of the current transaction, in TopTransactionContext. */
 static List *claims = NIL;
-
-/* A durable claim's key this transaction freed. */
-typedef struct FreedKey
-{
-	text	   *scope;
-	text	   *key;
-	SubTransactionId subid;		/* the subtransaction that freed it */
-	bool		wrote_before;	/* the transaction had written already */
-	CommandId	cid;			/* the first command after the free */
-} FreedKey;
-
-/* Durable claims' keys freed in this transaction, in TopTransactionContext. */
-static List *freed_keys = NIL;
 
 static bool
 same_text(text *a, text *b)
@@ -115,30 +101,6 @@ ik_claim_close(IkClaim *claim, bool freed)
 {
 	claim->closed_subid = GetCurrentSubTransactionId();
 	claim->freed = freed;
-}
-
-/*
- * A durable claim's key was freed by the current command, which deleted
- * its row; wrote_before says whether the transaction had written before.
- * After a CommandCounterIncrement() (a no-op when the deletion, in
- * store.c, did one already), any later write uses the command now
- * current, and the counter moves on past it once that command ends: that
- * is how a write after the free shows.
- */
-void
-ik_note_freed(text *scope, text *key, bool wrote_before)
-{
-	MemoryContext oldcontext = MemoryContextSwitchTo(TopTransactionContext);
-	FreedKey   *f = palloc(sizeof(FreedKey));
-
-	f->scope = DatumGetTextPCopy(PointerGetDatum(scope));
-	f->key = DatumGetTextPCopy(PointerGetDatum(key));
-	f->subid = GetCurrentSubTransactionId();
-	f->wrote_before = wrote_before;
-	CommandCounterIncrement();
-	f->cid = GetCurrentCommandId(false);
-	freed_keys = lappend(freed_keys, f);
-	MemoryContextSwitchTo(oldcontext);
 }
 
 static void
@@ -205,22 +167,12 @@ check_no_write_without_key(const char *action)
 
 	if (!wrote)
 		return;
-	/* count a write of the current command too, as its end would */
-	if (freed_keys != NIL)
-		CommandCounterIncrement();
 	foreach(lc, claims)
 	{
 		IkClaim    *claim = (IkClaim *) lfirst(lc);
 
 		if (still_freed(claim))
 			raise_write_without_key(action, claim->scope, claim->key);
-	}
-	foreach(lc, freed_keys)
-	{
-		FreedKey   *f = (FreedKey *) lfirst(lc);
-
-		if (f->wrote_before || GetCurrentCommandId(false) > f->cid)
-			raise_write_without_key(action, f->scope, f->key);
 	}
 }
 
@@ -242,9 +194,8 @@ xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			/* the lists lived in TopTransactionContext, gone now */
+			/* the list lived in TopTransactionContext, gone now */
 			claims = NIL;
-			freed_keys = NIL;
 			break;
 		case XACT_EVENT_PARALLEL_PRE_COMMIT:
 			break;
@@ -269,12 +220,6 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 				else if (claim->closed_subid == mySubid)
 					claim->closed_subid = InvalidSubTransactionId;
 			}
-			/* every later subtransaction is one of its children */
-			foreach(lc, freed_keys)
-			{
-				if (((FreedKey *) lfirst(lc))->subid >= mySubid)
-					freed_keys = foreach_delete_current(freed_keys, lc);
-			}
 			break;
 		case SUBXACT_EVENT_COMMIT_SUB:
 			foreach(lc, claims)
@@ -285,13 +230,6 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					claim->opened_subid = parentSubid;
 				if (claim->closed_subid == mySubid)
 					claim->closed_subid = parentSubid;
-			}
-			foreach(lc, freed_keys)
-			{
-				FreedKey   *f = (FreedKey *) lfirst(lc);
-
-				if (f->subid == mySubid)
-					f->subid = parentSubid;
 			}
 			break;
 		case SUBXACT_EVENT_START_SUB:
