@@ -334,7 +334,8 @@ extern int	ik_store_reap_delete(IkReapCandidate *candidates, int n,
 extern bool ik_store_record_abandoned(const IkAbandoned *a);
 
 /* lease.c: durable claims */
-extern void ik_new_lease_token(pg_uuid_t *token, bool recorded);
+extern void ik_new_lease_token(pg_uuid_t *token, bool recorded,
+							   bool cache_5xx);
 extern TimestampTz ik_retention_for_lease(TimestampTz created_at,
 										  TimestampTz expires_at,
 										  TimestampTz retain_until,
@@ -343,11 +344,10 @@ extern void ik_row_to_write(text *scope, text *key, const IkRow *row,
 							IkWrite *w);
 extern const char *ik_lease_complete(text *scope, text *key,
 									 const pg_uuid_t *token,
-									 const IkResponse *response,
-									 bool cache_5xx);
+									 const IkResponse *response);
 extern void ik_lease_release(text *scope, text *key, const pg_uuid_t *token);
 extern void ik_lease_take_over(text *scope, text *key, const IkRow *locked,
-							   const pg_uuid_t *token, int64 lease_ms);
+							   pg_uuid_t *token, int64 lease_ms);
 
 /* xactstate.c: the claims this transaction holds open */
 typedef struct IkClaim
@@ -359,6 +359,7 @@ typedef struct IkClaim
 	IkPolicy	policy;			/* as it was at the claim */
 	bool		replace;		/* a reaped-to-be row must be overwritten */
 	bool		holds_lock;		/* of the key: shadowed claims may not */
+	bool		freed;			/* closed by release() or a 5xx complete() */
 	SubTransactionId opened_subid;	/* subtransaction that claimed it */
 	SubTransactionId closed_subid;	/* subtransaction that closed it, or
 									 * InvalidSubTransactionId while open */
@@ -369,7 +370,7 @@ extern IkClaim *ik_claim_find(text *scope, text *key);
 extern IkClaim *ik_claim_open(text *scope, text *key, bytea *fingerprint,
 							  TimestampTz created_at, const IkPolicy *policy,
 							  bool replace, bool holds_lock);
-extern void ik_claim_close(IkClaim *claim);
+extern void ik_claim_close(IkClaim *claim, bool freed);
 
 
 /* The counters (counters.h has the list). */
@@ -464,6 +465,8 @@ extern void ik_register_oncommit_callbacks(void);
 
 /* subxact.c: surviving an error */
 extern ErrorData *ik_try(void (*step) (void *arg), void *arg);
+extern ErrorData *ik_try_keep(bool (*step) (void *arg), void *arg,
+							  bool *kept);
 extern bool ik_within_lock_timeout(void (*step) (void *arg), void *arg,
 								   int wait_ms);
 
