@@ -2,7 +2,8 @@
 // Many clients with the official stripe client create, capture and refund charges for a
 // fixed time, through the fault proxy (cut connections, delays, duplicates), against a
 // processor that fails at a rate (half of the failures after the money moved), while
-// the API is killed with SIGKILL twice and PostgreSQL is killed (-m immediate) once.
+// the API is killed with SIGKILL twice, its backends are ended once and PostgreSQL is
+// killed (-m immediate) once; the API must never exit on its own.
 // Each logical request has its own Idempotency-Key; the client retries on its own, and
 // when its retries run out the test sends the same request with the same key again,
 // until it has an answer.  Then the books are checked, from the database and from the
@@ -84,12 +85,18 @@ async function client(index, end, merchant, log, counters) {
 }
 
 // The faults on a schedule: the API killed at a quarter and at three quarters of the
-// run, PostgreSQL killed at half.
+// run, every backend of the service ended (pg_terminate_backend) at a third, PostgreSQL
+// killed at half.  restart() refuses an API that is not running: one that exited on its
+// own fails the run instead of being started again unnoticed.
 async function faults(end, events) {
   const at = (share) => sleep(Math.max(0, end - SECONDS * 1000 * (1 - share) - Date.now()));
   await at(0.25);
   await stack.api.restart();
   events.apiKills += 1;
+  await at(1 / 3);
+  const [{ n }] = await sql(`SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+                              WHERE usename = 'payments_app'`);
+  events.backendsTerminated += n;
   await at(0.5);
   await stack.cluster.crash();
   events.pgCrashes += 1;
@@ -103,7 +110,7 @@ async function faults(end, events) {
 it(`${CLIENTS} clients for ${SECONDS} s with cut connections, processor failures and killed servers keep the books straight`, async (t) => {
   const log = [];
   const counters = { testRetries: 0 };
-  const events = { apiKills: 0, pgCrashes: 0 };
+  const events = { apiKills: 0, pgCrashes: 0, backendsTerminated: 0 };
   const end = Date.now() + SECONDS * 1000;
   await Promise.all([
     faults(end, events),
@@ -119,8 +126,11 @@ it(`${CLIENTS} clients for ${SECONDS} s with cut connections, processor failures
   // Every logical request got an answer, and never one that a correct client cannot get.
   const open = log.filter((e) => e.outcome === 'unresolved' || e.outcome === 'wrong');
   assert.deepEqual(open.map((e) => `${e.key}: ${e.err.statusCode} ${e.err.message}`), []);
-  // The faults did happen.
+  // The API never exited but when killed, and the faults did happen.
+  assert.deepEqual(stack.api.unexpectedExits, [], 'the API exited on its own');
+  assert.ok(stack.api.running, 'the API is running at the end');
   assert.equal(events.apiKills, 2);
+  assert.ok(events.backendsTerminated > 0);
   assert.equal(events.pgCrashes, 1);
   assert.ok(stack.proxy.counts.cut > 0 && stack.proxy.counts.duplicated > 0 && stack.proxy.counts.delayed > 0);
   assert.ok(ledger.counts.failed_before > 0 && ledger.counts.failed_after > 0);
