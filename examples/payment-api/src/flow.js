@@ -5,6 +5,19 @@
 const { ApiError, apiError } = require('./errors');
 const { errorReply } = require('./replies');
 
+// A recovery point names the step reached and the business row the claim made, as
+// "step:id": a resumed claim finds its own row by that id, never by merchant and key,
+// which another request may have used before (a key is new again after retention).
+function recoveryPoint(step, id) {
+  return `${step}:${id}`;
+}
+
+function parseRecoveryPoint(point) {
+  const colon = point === null ? -1 : point.indexOf(':');
+  if (colon === -1) throw new Error(`the recovery point ${JSON.stringify(point)} names no row`);
+  return { step: point.slice(0, colon), id: point.slice(colon + 1) };
+}
+
 function replay(claim) {
   return { reply: claim.stored, replayed: true };
 }
@@ -44,4 +57,4 @@ function processorFailure(outcome) {
     'The card processor failed. Retry with the same Idempotency-Key: it will not be charged twice.');
 }
 
-module.exports = { replay, finish, validated, processorFailure };
+module.exports = { recoveryPoint, parseRecoveryPoint, replay, finish, validated, processorFailure };

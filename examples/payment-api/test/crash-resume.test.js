@@ -33,7 +33,7 @@ describe('a worker killed mid-payment', () => {
     ['while authorizing', [{ delayMs: 4000 }], 1,
       "SELECT 1 FROM charges c JOIN idempotency.keys k ON k.key = c.idempotency_key WHERE k.key = $1 AND c.state = 'pending' AND k.state = 'in_progress'"],
     ['between authorization and capture', [{}, { delayMs: 4000 }], 2,
-      "SELECT 1 FROM idempotency.keys WHERE key = $1 AND recovery_point = 'authorized'"],
+      "SELECT 1 FROM idempotency.keys WHERE key = $1 AND recovery_point LIKE 'authorized:ch_%'"],
   ];
   for (const [name, faults, call, killedWhen] of cases) {
     it(`${name}: the retry resumes and the processor charges once`, async () => {

@@ -226,11 +226,15 @@ describe('processor failures: a 5xx is not stored, the retry is charged once', (
       await faults({ status: 502, acted });
       const failed = await post('/v1/charges', { key, params: charge({ description }) });
       assertError(failed, 502, 'api_error', 'processor_unavailable', true);
-      assert.equal((await sql('SELECT count(*)::int AS n FROM idempotency.keys WHERE key = $1', [key]))[0].n, 0);
-      assert.equal((await sql('SELECT count(*)::int AS n FROM charges WHERE idempotency_key = $1', [key]))[0].n, 0);
+      // The 5xx is not stored; the claim stays, its lease ended, at its pending charge.
+      const [pending] = await sql('SELECT id, state FROM charges WHERE idempotency_key = $1', [key]);
+      assert.equal(pending.state, 'pending');
+      const [row] = await sql('SELECT state, recovery_point FROM idempotency.keys WHERE key = $1', [key]);
+      assert.deepEqual(row, { state: 'in_progress', recovery_point: `pending:${pending.id}` });
       const retry = await post('/v1/charges', { key, params: charge({ description }) });
       assert.equal(retry.status, 200, retry.text);
       assert.equal(retry.headers['idempotent-replayed'], undefined);
+      assert.equal(retry.body.id, pending.id, 'the retry resumed the pending charge');
       const auths = await authorizationsFor(description);
       assert.equal(auths.length, 1);
       assert.equal(auths[0].captured, true);
