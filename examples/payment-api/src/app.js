@@ -22,6 +22,27 @@ function bodyError(err) {
   return invalidRequest('invalid_request_body', message);
 }
 
+// Whether the request has a body that no parser read: resolves at its first byte, or
+// at its end.  A request without Transfer-Encoding or Content-Length has no body.
+function unreadBody(req) {
+  if (req.get('transfer-encoding') === undefined && Number(req.get('content-length') || 0) === 0) {
+    return Promise.resolve(false);
+  }
+  return new Promise((resolve, reject) => {
+    const done = (value) => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', reject);
+      resolve(value);
+    };
+    const onData = (chunk) => { if (chunk.length > 0) done(true); };
+    const onEnd = () => done(false);
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', reject);
+  });
+}
+
 function createApp({ pool, config, processor, metrics, log }) {
   const app = express();
   app.disable('x-powered-by');
@@ -50,7 +71,10 @@ function createApp({ pool, config, processor, metrics, log }) {
   app.use('/v1', async (req, res, next) => {
     req.merchant = await authenticateRequest(req);
     if (req.body === undefined) {
-      if (req.method === 'POST' && Number(req.get('content-length') || 0) > 0) {
+      // The form parser read no body: another content type, or none.  Any byte of a
+      // body it did not read (chunked ones have no Content-Length) is refused, never
+      // taken as "no parameters".
+      if (await unreadBody(req)) {
         throw invalidRequest('invalid_content_type', 'Send parameters as application/x-www-form-urlencoded.');
       }
       req.body = {};
@@ -61,8 +85,12 @@ function createApp({ pool, config, processor, metrics, log }) {
     next();
   });
 
+  // name is the method and the route's path; req.routePath is that path with this
+  // request's parameters, whatever case or trailing slash the request spelt it with
+  // (Express routes both to the same handler), for the claim's fingerprint.
   const route = (name, handler) => async (req, res) => {
     res.locals.route = name;
+    req.routePath = name.split(' ')[1].replace(/:(\w+)/g, (_, param) => req.params[param]);
     const { reply, replayed, retry } = await handler(req);
     send(res, reply, { replayed, key: req.idempotencyKey, retry });
   };

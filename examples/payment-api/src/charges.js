@@ -17,7 +17,7 @@ const { ApiError, notFound, invalidRequest } = require('./errors');
 const { reply, errorReply } = require('./replies');
 const validate = require('./params');
 const objects = require('./objects');
-const { recoveryPoint, parseRecoveryPoint, replay, finish, validated, processorFailure } = require('./flow');
+const { recoveryPoint, parseRecoveryPoint, replay, finish, processorFailure } = require('./flow');
 
 const PENDING = 'pending';
 const AUTHORIZED = 'authorized';
@@ -103,13 +103,15 @@ function chargeRoutes({ pool, config, processor, newId }) {
     });
   }
 
+  // The parameters are validated before the claim: a 400 claims nothing, so the key
+  // stays free for the corrected request, and the claim's fingerprint covers the
+  // parameters as interpreted here.
   async function create(req) {
+    const params = validate.createCharge(req.body);
     const first = await transaction(pool, async (db) => {
-      const claim = await claimFor(db, req, { ...lease, purposes: ['authorize', 'capture'] });
+      const claim = await claimFor(db, req, { ...lease, params, purposes: ['authorize', 'capture'] });
       if (claim.outcome === 'replay') return { done: replay(claim) };
       if (claim.outcome === 'resume') return { claim, ...(await chargeOfClaim(db, req.merchant, claim)) };
-      const { params, done } = await validated(db, claim, req, () => validate.createCharge(req.body));
-      if (done) return { done };
       const pending = await insertPending(db, req.merchant, claim.key, params, newId('ch'));
       await claim.checkpoint(db, recoveryPoint(PENDING, pending.id));
       return { claim, charge: pending, step: PENDING };
@@ -135,16 +137,11 @@ function chargeRoutes({ pool, config, processor, newId }) {
   // A charge made with capture=false is captured here, under a claim of its own key.
   async function captureEndpoint(req) {
     const { id } = req.params;
+    const params = validate.captureCharge(req.body);
+    if (!validate.isId('charge', id)) throw notFound('charge', id, 'id');
     const first = await transaction(pool, async (db) => {
-      const claim = await claimFor(db, req, { ...lease, purposes: ['capture'] });
+      const claim = await claimFor(db, req, { ...lease, params, purposes: ['capture'] });
       if (claim.outcome === 'replay') return { done: replay(claim) };
-      if (claim.outcome === 'new') {
-        const { done } = await validated(db, claim, req, () => {
-          validate.captureCharge(req.body);
-          if (!validate.isId('charge', id)) throw notFound('charge', id, 'id');
-        });
-        if (done) return { done };
-      }
       // Locked, so that a concurrent refund or capture sees this one's state.
       const charge = await chargeById(db, req.merchant, id, { lock: true });
       let err = null;

@@ -2,7 +2,7 @@
 // The steps every keyed write shares, between the claim and the reply.
 // A handler returns { reply, replayed, retry }; app.js sends it.
 
-const { ApiError, apiError } = require('./errors');
+const { apiError } = require('./errors');
 const { errorReply } = require('./replies');
 
 // A recovery point names the step reached and the business row the claim made, as
@@ -31,19 +31,6 @@ async function finish(db, claim, reply) {
   return { reply, retry: result !== 'stored' && result !== 'unkeyed' };
 }
 
-// Checks the parameters inside the claim's transaction.  A 400 for bad parameters is not
-// an answer of the endpoint: the claim is released, so the key stays free for the
-// corrected request, as with Stripe.  Returns the parameters, or the reply to send.
-async function validated(db, claim, req, check) {
-  try {
-    return { params: check() };
-  } catch (err) {
-    if (!(err instanceof ApiError)) throw err;
-    await claim.release(db);
-    return { done: { reply: errorReply(req, err) } };
-  }
-}
-
 // The processor gave no answer (5xx, timeout, connection lost): it may have acted.
 function processorFailure(outcome) {
   if (outcome.result === 'rejected') {
@@ -57,4 +44,4 @@ function processorFailure(outcome) {
     'The card processor failed. Retry with the same Idempotency-Key: it will not be charged twice.');
 }
 
-module.exports = { recoveryPoint, parseRecoveryPoint, replay, finish, validated, processorFailure };
+module.exports = { recoveryPoint, parseRecoveryPoint, replay, finish, processorFailure };

@@ -16,7 +16,7 @@ const { notFound, invalidRequest } = require('./errors');
 const { reply, errorReply } = require('./replies');
 const validate = require('./params');
 const objects = require('./objects');
-const { recoveryPoint, parseRecoveryPoint, replay, finish, validated, processorFailure } = require('./flow');
+const { recoveryPoint, parseRecoveryPoint, replay, finish, processorFailure } = require('./flow');
 
 const REQUESTED = 'requested';
 
@@ -52,13 +52,13 @@ function refusal(charge, params) {
 }
 
 function refundRoutes({ pool, processor, config, newId }) {
+  // Validated before the claim, as a charge (charges.js).
   async function create(req) {
+    const params = validate.createRefund(req.body);
     const first = await transaction(pool, async (db) => {
-      const claim = await claimFor(db, req, { leaseSeconds: config.leaseSeconds, purposes: ['refund'] });
+      const claim = await claimFor(db, req, { leaseSeconds: config.leaseSeconds, params, purposes: ['refund'] });
       if (claim.outcome === 'replay') return { done: replay(claim) };
       if (claim.outcome === 'resume') return { claim, refund: await refundOfClaim(db, req.merchant, claim) };
-      const { params, done } = await validated(db, claim, req, () => validate.createRefund(req.body));
-      if (done) return { done };
       const { rows } = validate.isId('charge', params.charge)
         ? await db.query(`SELECT ${objects.CHARGE_COLUMNS} FROM charges WHERE id = $1 AND merchant_id = $2 FOR UPDATE`,
           [params.charge, req.merchant])
