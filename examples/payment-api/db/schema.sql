@@ -3,6 +3,17 @@
 -- Run as a superuser on an empty database (harness/database.js does it).
 -- The service connects as payments_app, which may call the extension's
 -- functions but has no privilege on its tables: it cannot forge a key.
+-- Create that role first (README: Deploying from an empty server).
+
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'payments_app') THEN
+		RAISE EXCEPTION 'the role payments_app does not exist'
+			USING DETAIL = 'db/schema.sql grants the service''s privileges to it.',
+				  HINT = 'Create it first: CREATE ROLE payments_app LOGIN PASSWORD ''...''.';
+	END IF;
+END
+$$;
 
 CREATE EXTENSION IF NOT EXISTS idempotency CASCADE;
 
