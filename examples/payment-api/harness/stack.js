@@ -51,6 +51,8 @@ async function startStack({
       processorUrl: stack.processor.url,
       LEASE_SECONDS: '2',
       PROCESSOR_TIMEOUT_MS: '1500',
+      // an immediate 409, which the request-level tests check; api.env sets the default back
+      IN_USE_WAIT_SECONDS: '0',
       ...api.env,
     });
     stack.closers.push(() => stack.api.stop());

@@ -22,6 +22,9 @@ function bodyError(err) {
   return invalidRequest('invalid_request_body', message);
 }
 
+const WAIT_STEP_MS = 200;
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
 // Whether the request has a body that no parser read: resolves at its first byte, or
 // at its end.  A request without Transfer-Encoding or Content-Length has no body.
 function unreadBody(req) {
@@ -91,8 +94,24 @@ function createApp({ pool, config, processor, metrics, log }) {
   const route = (name, handler) => async (req, res) => {
     res.locals.route = name;
     req.routePath = name.split(' ')[1].replace(/:(\w+)/g, (_, param) => req.params[param]);
-    const { reply, replayed, retry } = await handler(req);
+    const { reply, replayed, retry } = await waitingForKey(req, handler);
     send(res, reply, { replayed, key: req.idempotencyKey, retry });
+  };
+  // A keyed request whose key another request holds (IK409: in flight, or a crashed
+  // worker's lease not yet lapsed) is run again every WAIT_STEP_MS, for up to
+  // IN_USE_WAIT_SECONDS, while its client is connected: then it replays the holder's
+  // reply or resumes its claim, where a 409 would have spent the client's retries.
+  // Each attempt's transaction rolled back at the claim, so running it again is safe.
+  const waitingForKey = async (req, handler) => {
+    const deadline = Date.now() + config.inUseWaitSeconds * 1000;
+    for (;;) {
+      try {
+        return await handler(req);
+      } catch (err) {
+        if (err.code !== 'IK409' || Date.now() + WAIT_STEP_MS > deadline || req.socket.destroyed) throw err;
+        await sleep(WAIT_STEP_MS);
+      }
+    }
   };
   app.post('/v1/charges', route('POST /v1/charges', charges.create));
   app.get('/v1/charges/:id', route('GET /v1/charges/:id', charges.retrieve));
