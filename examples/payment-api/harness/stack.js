@@ -1,7 +1,9 @@
 'use strict';
 // Everything a run needs, started in order and stopped in reverse: a throwaway cluster
-// with the payments database, merchants, the processor, the API, and optionally the
-// fault proxy in front of the API.  close() stops whatever was started, also after a
+// with the payments database, merchants, optionally PgBouncer between the API and the
+// cluster (pooler: true), the processor, the API, and optionally the fault proxy in
+// front of the API.  api.defaults keeps the service's own lease and wait instead of the
+// short ones the request-level tests use.  close() stops whatever was started, also after a
 // failure half-way, and is safe to call twice.
 
 const { Pool } = require('pg');
@@ -9,12 +11,14 @@ const { Cluster } = require('./cluster');
 const database = require('./database');
 const { startProcessor, startApi } = require('./services');
 const { FaultProxy } = require('./proxy');
+const { PgBouncer } = require('./pgbouncer');
 
 async function startStack({
   merchants = ['Merchant A'],
   processor = {},
   api = {},
   proxy = null,
+  pooler = false,
   clusterSettings = {},
 } = {}) {
   const stack = { closers: [] };
@@ -43,16 +47,23 @@ async function startStack({
     stack.admin.on('error', () => {});
     stack.closers.push(() => stack.admin.end());
 
+    const role = api.role || database.APP_ROLE;
+    let databaseUrl = cluster.url(database.DATABASE, role);
+    if (pooler) {
+      stack.pooler = new PgBouncer(cluster, { database: database.DATABASE, users: [role] });
+      stack.closers.push(() => stack.pooler.stop());
+      await stack.pooler.start();
+      databaseUrl = stack.pooler.url(role);
+    }
+
     stack.processor = await startProcessor(processor);
     stack.closers.push(() => stack.processor.stop());
 
     stack.api = await startApi({
-      databaseUrl: cluster.url(database.DATABASE, api.role || database.APP_ROLE),
+      databaseUrl,
       processorUrl: stack.processor.url,
-      LEASE_SECONDS: '2',
-      PROCESSOR_TIMEOUT_MS: '1500',
-      // an immediate 409, which the request-level tests check; api.env sets the default back
-      IN_USE_WAIT_SECONDS: '0',
+      // short, and an immediate 409, which the request-level tests check
+      ...(api.defaults ? {} : { LEASE_SECONDS: '2', PROCESSOR_TIMEOUT_MS: '1500', IN_USE_WAIT_SECONDS: '0' }),
       ...api.env,
     });
     stack.closers.push(() => stack.api.stop());
