@@ -8,7 +8,8 @@ const { authenticate } = require('./auth');
 const { chargeRoutes } = require('./charges');
 const { refundRoutes } = require('./refunds');
 const { requestKey } = require('./idempotency');
-const { ApiError, invalidRequest, fromDatabase } = require('./errors');
+const { ApiError, MissingKeyError, POLICY_PATH, invalidRequest, fromDatabase } = require('./errors');
+const { policyRoute } = require('./policy');
 const { errorReply, send } = require('./replies');
 const { randomId } = require('./ids');
 const { storable } = require('./params');
@@ -72,7 +73,9 @@ function createApp({ pool, config, processor, metrics, log }) {
   // Authentication first, so that nothing else about a request is told to a caller
   // without a valid key.
   app.use('/v1', async (req, res, next) => {
-    req.merchant = await authenticateRequest(req);
+    const merchant = await authenticateRequest(req);
+    req.merchant = merchant.id;
+    req.keyRequired = merchant.requireKey ?? config.requireIdempotencyKey;
     if (req.body === undefined) {
       // The form parser read no body: another content type, or none.  Any byte of a
       // body it did not read (chunked ones have no Content-Length) is refused, never
@@ -83,8 +86,12 @@ function createApp({ pool, config, processor, metrics, log }) {
       req.body = {};
     }
     storable(req.body);
-    // Stripe ignores the header on GET: reads are safe to repeat.
-    if (req.method === 'POST') req.idempotencyKey = requestKey(req);
+    // Stripe ignores the header on GET: reads are safe to repeat.  Every POST is a
+    // write, so every POST needs the header where the merchant's policy requires it.
+    if (req.method === 'POST') {
+      req.idempotencyKey = requestKey(req);
+      if (req.idempotencyKey === null && req.keyRequired) throw new MissingKeyError();
+    }
     next();
   });
 
@@ -118,6 +125,7 @@ function createApp({ pool, config, processor, metrics, log }) {
   app.post('/v1/charges/:id/capture', route('POST /v1/charges/:id/capture', charges.capture));
   app.post('/v1/refunds', route('POST /v1/refunds', refunds.create));
   app.get('/v1/refunds/:id', route('GET /v1/refunds/:id', refunds.retrieve));
+  app.get(POLICY_PATH, route(`GET ${POLICY_PATH}`, policyRoute({ pool, config })));
 
   app.use((req) => {
     throw new ApiError(404, 'invalid_request_error', 'resource_missing',

@@ -12,6 +12,13 @@ function integer(env, name, fallback, min, max) {
   return value;
 }
 
+function flag(env, name, fallback) {
+  const text = env[name];
+  if (text === undefined || text === '') return fallback;
+  if (text !== 'true' && text !== 'false') throw new Error(`${name} must be true or false, not ${JSON.stringify(text)}`);
+  return text === 'true';
+}
+
 function required(env, name) {
   if (!env[name]) throw new Error(`${name} must be set`);
   return env[name];
@@ -29,6 +36,9 @@ function loadConfig(env = process.env) {
     // (the claim, then each checkpoint) just before its call.  README: "Lease".
     leaseSeconds: integer(env, 'LEASE_SECONDS', 10, 1, 3600),
     processorTimeoutMs: integer(env, 'PROCESSOR_TIMEOUT_MS', 5000, 1, 600000),
+    // Whether a POST without an Idempotency-Key is refused (400, the IETF draft's rule)
+    // for merchants whose require_idempotency_key is NULL.  Off, as with Stripe.
+    requireIdempotencyKey: flag(env, 'REQUIRE_IDEMPOTENCY_KEY', false),
   };
   // How long a keyed request that finds its key held (IK409) waits in the service for
   // the holder to finish or its lease to lapse, before it answers 409: by default a

@@ -129,4 +129,4 @@ function claimFor(db, req, { leaseSeconds, purposes, params }) {
   });
 }
 
-module.exports = { requestKey, claimFor, Claim, Unclaimed };
+module.exports = { MAX_KEY_BYTES, requestKey, claimFor, Claim, Unclaimed };

@@ -43,8 +43,18 @@ async function preflight(pool) {
       if (!row.present) missing.push(`the table ${table}`);
       else if (row.lacking.length) missing.push(`${row.lacking.join(', ')} on ${table}`);
     }
+    const { rows: [merchants] } = await client.query(
+      `SELECT to_regclass('merchants') IS NOT NULL AS present,
+              EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('merchants')
+                         AND attname = 'require_idempotency_key' AND NOT attisdropped) AS column`);
+    if (merchants.present && !merchants.column) missing.push('the column merchants.require_idempotency_key');
     const { rows: [{ usage }] } = await client.query("SELECT has_schema_privilege('idempotency', 'USAGE') AS usage");
     if (!usage) missing.push('USAGE on the schema idempotency');
+    else {
+      const { rows: [{ policies }] } = await client.query(
+        "SELECT has_column_privilege('idempotency.policies', 'retain', 'SELECT') AS policies");
+      if (!policies) missing.push('SELECT on idempotency.policies (scope, ttl, retain)');
+    }
     for (const signature of usage ? FUNCTIONS : []) {
       const { rows: [row] } = await client.query(
         `SELECT to_regprocedure($1) IS NOT NULL AS present,
