@@ -22,6 +22,8 @@ async function startStack({
   clusterSettings = {},
 } = {}) {
   const stack = { closers: [] };
+  // Also fails, after stopping everything, when the API had exited without being told
+  // to: every test file that closes its stack in after() then fails on it.
   stack.close = async () => {
     const closers = stack.closers.splice(0).reverse();
     for (const close of closers) {
@@ -31,6 +33,8 @@ async function startStack({
         process.stderr.write(`stack: stopping failed: ${err.message}\n`);
       }
     }
+    const exits = stack.api ? stack.api.unexpectedExits.splice(0) : [];
+    if (exits.length) throw new Error(`the payment API exited on its own: ${JSON.stringify(exits)}`);
   };
   try {
     const cluster = await new Cluster({ settings: clusterSettings }).init();
