@@ -21,12 +21,15 @@ packages=(
                            # supported major version (Build-Depends in debian/control)
   unzip                    # make check-release: looks into the make dist archive
   postgresql-15-repack     # t/027: pg_repack of idempotency.keys under load
+  pgbouncer                # the payment API example's fault run goes through it
+                           # (transaction pooling, examples/payment-api/README.md)
 )
 # Packages installed for their programs only: the tests start what they need
 # themselves (the exporter, and redis-server for make bench, on free loopback
-# ports). These packages enable and start system services (ports 9090, 9187
-# and 6379): stop and disable them when this run installs them.
-services=(prometheus prometheus-postgres-exporter redis-server)
+# ports; pgbouncer for the payment API's tests). These packages enable and
+# start system services (ports 9090, 9187, 6379 and 6432): stop and disable
+# them when this run installs them.
+services=(prometheus prometheus-postgres-exporter redis-server pgbouncer)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -3,14 +3,29 @@
 -- Run as a superuser on an empty database (harness/database.js does it).
 -- The service connects as payments_app, which may call the extension's
 -- functions but has no privilege on its tables: it cannot forge a key.
+-- Create that role first (README: Deploying from an empty server).
+
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'payments_app') THEN
+		RAISE EXCEPTION 'the role payments_app does not exist'
+			USING DETAIL = 'db/schema.sql grants the service''s privileges to it.',
+				  HINT = 'Create it first: CREATE ROLE payments_app LOGIN PASSWORD ''...''.';
+	END IF;
+END
+$$;
 
 CREATE EXTENSION IF NOT EXISTS idempotency CASCADE;
 
 -- Merchants and their secret API keys.  Only the keys' SHA-256 is kept, so a
 -- copy of this table does not let anyone call the API.
+-- require_idempotency_key: whether a POST without an Idempotency-Key is
+-- refused with 400 (the IETF draft's rule); NULL follows the service's
+-- REQUIRE_IDEMPOTENCY_KEY, which is off by default, as with Stripe.
 CREATE TABLE merchants (
 	id		text PRIMARY KEY CHECK (id ~ '^acct_[A-Za-z0-9]{1,32}$'),
-	name	text NOT NULL
+	name	text NOT NULL,
+	require_idempotency_key	boolean
 );
 
 CREATE TABLE api_keys (
@@ -97,6 +112,8 @@ CREATE TRIGGER refunds_sum AFTER INSERT OR DELETE OR UPDATE OF amount, charge_id
 GRANT SELECT ON merchants, api_keys TO payments_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON charges, refunds TO payments_app;
 GRANT USAGE ON SCHEMA idempotency TO payments_app;
+-- The windows of each merchant's policy row, which GET /v1/idempotency publishes.
+GRANT SELECT (scope, ttl, retain) ON idempotency.policies TO payments_app;
 GRANT EXECUTE ON FUNCTION
 	idempotency.claim(text, text, bytea, interval, interval),
 	idempotency.complete(text, text, integer, jsonb, jsonb, uuid),

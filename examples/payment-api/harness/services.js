@@ -8,11 +8,15 @@ const { freePort } = require('./ports');
 
 const ROOT = path.join(__dirname, '..');
 
-// A child process that is ready once it prints `ready` on stdout.
+// A child process that is ready once it prints `ready` on stdout.  An exit that stop()
+// did not ask for is recorded in unexpectedExits (with the end of its output), so that a
+// test can fail on it: a service that dies on its own must never be restarted unnoticed.
 class Service {
   constructor(name, script, env, ready) {
-    Object.assign(this, { name, script, env, ready, child: null, output: '' });
+    Object.assign(this, { name, script, env, ready, child: null, output: '', unexpectedExits: [] });
   }
+
+  get running() { return this.child !== null; }
 
   start() {
     return new Promise((resolve, reject) => {
@@ -35,6 +39,9 @@ class Service {
       child.stderr.on('data', onData);
       child.once('exit', (code, signal) => {
         if (this.child === child) this.child = null;
+        if (started && !child.stopRequested) {
+          this.unexpectedExits.push({ code, signal, output: this.output.slice(-2000) });
+        }
         if (!started) {
           clearTimeout(timer);
           reject(new Error(`${this.name} exited (${code ?? signal}) before it was ready: ${this.output}`));
@@ -49,13 +56,19 @@ class Service {
     if (!child) return Promise.resolve();
     return new Promise((resolve) => {
       child.once('exit', () => resolve());
+      child.stopRequested = true;
       child.kill(signal);
     });
   }
 
   kill() { return this.stop('SIGKILL'); }
 
+  // Kills the process and starts it again; refuses when it is not running, since then it
+  // exited on its own and restarting it would hide that.
   async restart() {
+    if (!this.running) {
+      throw new Error(`${this.name} is not running: it exited on its own ${JSON.stringify(this.unexpectedExits)}`);
+    }
     await this.kill();
     return this.start();
   }

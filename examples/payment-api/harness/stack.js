@@ -1,7 +1,9 @@
 'use strict';
 // Everything a run needs, started in order and stopped in reverse: a throwaway cluster
-// with the payments database, merchants, the processor, the API, and optionally the
-// fault proxy in front of the API.  close() stops whatever was started, also after a
+// with the payments database, merchants, optionally PgBouncer between the API and the
+// cluster (pooler: true), the processor, the API, and optionally the fault proxy in
+// front of the API.  api.defaults keeps the service's own lease and wait instead of the
+// short ones the request-level tests use.  close() stops whatever was started, also after a
 // failure half-way, and is safe to call twice.
 
 const { Pool } = require('pg');
@@ -9,15 +11,19 @@ const { Cluster } = require('./cluster');
 const database = require('./database');
 const { startProcessor, startApi } = require('./services');
 const { FaultProxy } = require('./proxy');
+const { PgBouncer } = require('./pgbouncer');
 
 async function startStack({
   merchants = ['Merchant A'],
   processor = {},
   api = {},
   proxy = null,
+  pooler = false,
   clusterSettings = {},
 } = {}) {
   const stack = { closers: [] };
+  // Also fails, after stopping everything, when the API had exited without being told
+  // to: every test file that closes its stack in after() then fails on it.
   stack.close = async () => {
     const closers = stack.closers.splice(0).reverse();
     for (const close of closers) {
@@ -27,6 +33,8 @@ async function startStack({
         process.stderr.write(`stack: stopping failed: ${err.message}\n`);
       }
     }
+    const exits = stack.api ? stack.api.unexpectedExits.splice(0) : [];
+    if (exits.length) throw new Error(`the payment API exited on its own: ${JSON.stringify(exits)}`);
   };
   try {
     const cluster = await new Cluster({ settings: clusterSettings }).init();
@@ -43,14 +51,23 @@ async function startStack({
     stack.admin.on('error', () => {});
     stack.closers.push(() => stack.admin.end());
 
+    const role = api.role || database.APP_ROLE;
+    let databaseUrl = cluster.url(database.DATABASE, role);
+    if (pooler) {
+      stack.pooler = new PgBouncer(cluster, { database: database.DATABASE, users: [role] });
+      stack.closers.push(() => stack.pooler.stop());
+      await stack.pooler.start();
+      databaseUrl = stack.pooler.url(role);
+    }
+
     stack.processor = await startProcessor(processor);
     stack.closers.push(() => stack.processor.stop());
 
     stack.api = await startApi({
-      databaseUrl: cluster.url(database.DATABASE, api.role || database.APP_ROLE),
+      databaseUrl,
       processorUrl: stack.processor.url,
-      LEASE_SECONDS: '2',
-      PROCESSOR_TIMEOUT_MS: '1500',
+      // short, and an immediate 409, which the request-level tests check
+      ...(api.defaults ? {} : { LEASE_SECONDS: '2', PROCESSOR_TIMEOUT_MS: '1500', IN_USE_WAIT_SECONDS: '0' }),
       ...api.env,
     });
     stack.closers.push(() => stack.api.stop());

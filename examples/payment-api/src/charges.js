@@ -2,12 +2,14 @@
 // POST /v1/charges, GET /v1/charges/:id, POST /v1/charges/:id/capture.
 //
 // Creating a charge is a durable claim in three transactions (README: "Durable claims"):
-//   1. claim the key with a lease and insert the charge as pending; commit;
-//   2. authorize at the processor; record it with checkpoint('authorized'); commit;
+//   1. claim the key with a lease, insert the charge as pending and record
+//      checkpoint('pending:<charge id>'); commit;
+//   2. authorize at the processor; record it with checkpoint('authorized:<charge id>'); commit;
 //   3. capture at the processor; store the reply with complete(); commit.
 // A worker that dies anywhere leaves the claim leased; once the lease lapses the client's
-// retry gets outcome 'resume' with the last recovery point and carries on from there,
-// sending the processor the same keys, so nothing is authorized or captured twice.
+// retry gets outcome 'resume' with the last recovery point, finds the charge by the id
+// in it, and carries on from there, sending the processor the same keys, so nothing is
+// authorized or captured twice.
 
 const { transaction } = require('./db');
 const { claimFor } = require('./idempotency');
@@ -15,8 +17,9 @@ const { ApiError, notFound, invalidRequest } = require('./errors');
 const { reply, errorReply } = require('./replies');
 const validate = require('./params');
 const objects = require('./objects');
-const { replay, finish, validated, processorFailure } = require('./flow');
+const { recoveryPoint, parseRecoveryPoint, replay, finish, processorFailure } = require('./flow');
 
+const PENDING = 'pending';
 const AUTHORIZED = 'authorized';
 
 async function chargeById(db, merchant, id, { lock = false } = {}) {
@@ -26,13 +29,13 @@ async function chargeById(db, merchant, id, { lock = false } = {}) {
   return rows[0] || null;
 }
 
-// The charge a resumed claim inserted in its first transaction (they committed together).
-async function chargeOfClaim(db, merchant, key) {
-  const { rows } = await db.query(
-    `SELECT ${objects.CHARGE_COLUMNS} FROM charges WHERE merchant_id = $1 AND idempotency_key = $2`,
-    [merchant, key]);
-  if (rows.length !== 1) throw new Error(`a resumed claim has ${rows.length} charges`);
-  return rows[0];
+// The charge a resumed claim inserted in its first transaction, named by its recovery
+// point, and the step it reached.
+async function chargeOfClaim(db, merchant, claim) {
+  const { step, id } = parseRecoveryPoint(claim.recoveryPoint);
+  const charge = await chargeById(db, merchant, id);
+  if (!charge) throw new Error(`the recovery point ${claim.recoveryPoint} names no charge of ${merchant}`);
+  return { step, charge };
 }
 
 async function insertPending(db, merchant, key, p, id) {
@@ -55,9 +58,11 @@ function chargeRoutes({ pool, config, processor, newId }) {
   const lease = { leaseSeconds: config.leaseSeconds };
 
   // Step 2: authorize.  A decline is an answer (402, stored); no answer is an unknown
-  // outcome: the pending charge is deleted and the 5xx is not stored, so the key is
-  // free, and the retry sends the processor the same authorization key, which replays
-  // the authorization if there was one.
+  // outcome: the 5xx is not stored and, after checkpoint('pending:...'), the claim stays
+  // with its pending charge, so the retry resumes here and sends the processor the same
+  // authorization key, which replays the authorization if there was one.  Nothing is
+  // written in that transaction, so no commit keeps data while its key is freed.  A
+  // request without a key has no retry: its pending charge is deleted.
   async function authorize(req, claim, charge) {
     const outcome = await processor.authorize(claim.processorKey('authorize'), { ...charge, merchant: req.merchant });
     if (outcome.result === 'declined') {
@@ -72,7 +77,7 @@ function chargeRoutes({ pool, config, processor, newId }) {
     }
     if (outcome.result !== 'ok') {
       return transaction(pool, async (db) => {
-        await db.query('DELETE FROM charges WHERE id = $1', [charge.id]);
+        if (claim.key === null) await db.query('DELETE FROM charges WHERE id = $1', [charge.id]);
         return { done: await finish(db, claim, errorReply(req, processorFailure(outcome))) };
       });
     }
@@ -80,7 +85,7 @@ function chargeRoutes({ pool, config, processor, newId }) {
       const authorized = await updateCharge(db, charge.id,
         "state = 'authorized', processor_authorization = $2", [outcome.data.id]);
       if (!authorized.capture) return { done: await finish(db, claim, reply(req, 200, objects.charge(authorized))) };
-      await claim.checkpoint(db, AUTHORIZED);
+      await claim.checkpoint(db, recoveryPoint(AUTHORIZED, authorized.id));
       return { charge: authorized };
     });
   }
@@ -98,19 +103,23 @@ function chargeRoutes({ pool, config, processor, newId }) {
     });
   }
 
+  // The parameters are validated before the claim: a 400 claims nothing, so the key
+  // stays free for the corrected request, and the claim's fingerprint covers the
+  // parameters as interpreted here.
   async function create(req) {
+    const params = validate.createCharge(req.body);
     const first = await transaction(pool, async (db) => {
-      const claim = await claimFor(db, req, { ...lease, purposes: ['authorize', 'capture'] });
+      const claim = await claimFor(db, req, { ...lease, params, purposes: ['authorize', 'capture'] });
       if (claim.outcome === 'replay') return { done: replay(claim) };
-      if (claim.outcome === 'resume') return { claim, charge: await chargeOfClaim(db, req.merchant, claim.key) };
-      const { params, done } = await validated(db, claim, req, () => validate.createCharge(req.body));
-      if (done) return { done };
-      return { claim, charge: await insertPending(db, req.merchant, claim.key, params, newId('ch')) };
+      if (claim.outcome === 'resume') return { claim, ...(await chargeOfClaim(db, req.merchant, claim)) };
+      const pending = await insertPending(db, req.merchant, claim.key, params, newId('ch'));
+      await claim.checkpoint(db, recoveryPoint(PENDING, pending.id));
+      return { claim, charge: pending, step: PENDING };
     });
     if (first.done) return first.done;
-    const { claim } = first;
+    const { claim, step } = first;
     let { charge } = first;
-    if (claim.recoveryPoint === null) {
+    if (step === PENDING) {
       const authorized = await authorize(req, claim, charge);
       if (authorized.done) return authorized.done;
       charge = authorized.charge;
@@ -128,16 +137,11 @@ function chargeRoutes({ pool, config, processor, newId }) {
   // A charge made with capture=false is captured here, under a claim of its own key.
   async function captureEndpoint(req) {
     const { id } = req.params;
+    const params = validate.captureCharge(req.body);
+    if (!validate.isId('charge', id)) throw notFound('charge', id, 'id');
     const first = await transaction(pool, async (db) => {
-      const claim = await claimFor(db, req, { ...lease, purposes: ['capture'] });
+      const claim = await claimFor(db, req, { ...lease, params, purposes: ['capture'] });
       if (claim.outcome === 'replay') return { done: replay(claim) };
-      if (claim.outcome === 'new') {
-        const { done } = await validated(db, claim, req, () => {
-          validate.captureCharge(req.body);
-          if (!validate.isId('charge', id)) throw notFound('charge', id, 'id');
-        });
-        if (done) return { done };
-      }
       // Locked, so that a concurrent refund or capture sees this one's state.
       const charge = await chargeById(db, req.merchant, id, { lock: true });
       let err = null;

@@ -14,9 +14,15 @@ function createPool({ databaseUrl, poolSize }, log) {
     connectionTimeoutMillis: 5000,
     application_name: 'payment-api',
   });
-  // An idle connection dies when PostgreSQL restarts.  Without a listener the pool's
-  // 'error' event would end the process; the next request opens a new connection.
+  // A connection dies when PostgreSQL restarts, fails over or ends its backend.  An
+  // idle one is reported by the pool's 'error' event; one checked out by a request by
+  // the client's own, which node-postgres emits besides failing the query.  Unheard,
+  // either would end the process: every client gets a listener when it connects, and
+  // the request's query error becomes a 503 (errors.js), its client destroyed.
   pool.on('error', (err) => log('idle database connection lost', { error: err.message }));
+  pool.on('connect', (client) => {
+    client.on('error', (err) => log('database connection lost', { error: err.message, code: err.code }));
+  });
   return pool;
 }
 

@@ -18,6 +18,11 @@ class ApiError extends Error {
     return { error: { type: this.type, code: this.code, message: this.message, ...this.extra } };
   }
 
+  // Headers of the reply besides the ones every reply has.
+  headers() {
+    return {};
+  }
+
   // Whether a client should send the same request again: only a request in flight (409)
   // and a server-side failure can succeed on a retry; a 4xx is final for these
   // parameters.  (replies.send() decides for a 5xx, which it knows whether was stored.)
@@ -38,6 +43,35 @@ const idempotencyError = (status, code, message) =>
   new ApiError(status, 'idempotency_error', code, message);
 
 const apiError = (status, code, message) => new ApiError(status, 'api_error', code, message);
+
+// The IETF draft's answer to a POST without the Idempotency-Key an endpoint requires
+// (draft-ietf-httpapi-idempotency-key-header-07, "Error Scenarios"): 400, a problem
+// body (RFC 9457) whose type links the published policy, and, in the same body,
+// Stripe's error object, from which the official client builds its exception.
+const POLICY_PATH = '/v1/idempotency';
+
+class MissingKeyError extends ApiError {
+  constructor() {
+    super(400, 'invalid_request_error', 'idempotency_key_missing',
+      'This endpoint requires an Idempotency-Key header: send a unique key with each new request, '
+      + `and the same key when you retry it (the policy: GET ${POLICY_PATH}).`,
+      { doc_url: POLICY_PATH });
+  }
+
+  body() {
+    return {
+      type: POLICY_PATH,
+      title: 'Idempotency-Key is missing',
+      status: this.status,
+      detail: this.message,
+      ...super.body(),
+    };
+  }
+
+  headers() {
+    return { 'Content-Type': 'application/problem+json', Link: `<${POLICY_PATH}>; rel="describedby"` };
+  }
+}
 
 // Class 08 (connection exception), 57P01-57P03 (shutdown, crash recovery, starting
 // up), 53300 (too many connections) and the socket errors of node-postgres: the
@@ -87,4 +121,4 @@ function fromDatabase(err) {
   }
 }
 
-module.exports = { ApiError, invalidRequest, notFound, idempotencyError, apiError, fromDatabase, databaseUnavailable };
+module.exports = { ApiError, MissingKeyError, POLICY_PATH, invalidRequest, notFound, idempotencyError, apiError, fromDatabase, databaseUnavailable };

@@ -2,8 +2,21 @@
 // The steps every keyed write shares, between the claim and the reply.
 // A handler returns { reply, replayed, retry }; app.js sends it.
 
-const { ApiError, apiError } = require('./errors');
+const { apiError } = require('./errors');
 const { errorReply } = require('./replies');
+
+// A recovery point names the step reached and the business row the claim made, as
+// "step:id": a resumed claim finds its own row by that id, never by merchant and key,
+// which another request may have used before (a key is new again after retention).
+function recoveryPoint(step, id) {
+  return `${step}:${id}`;
+}
+
+function parseRecoveryPoint(point) {
+  const colon = point === null ? -1 : point.indexOf(':');
+  if (colon === -1) throw new Error(`the recovery point ${JSON.stringify(point)} names no row`);
+  return { step: point.slice(0, colon), id: point.slice(colon + 1) };
+}
 
 function replay(claim) {
   return { reply: claim.stored, replayed: true };
@@ -16,19 +29,6 @@ function replay(claim) {
 async function finish(db, claim, reply) {
   const result = await claim.complete(db, reply);
   return { reply, retry: result !== 'stored' && result !== 'unkeyed' };
-}
-
-// Checks the parameters inside the claim's transaction.  A 400 for bad parameters is not
-// an answer of the endpoint: the claim is released, so the key stays free for the
-// corrected request, as with Stripe.  Returns the parameters, or the reply to send.
-async function validated(db, claim, req, check) {
-  try {
-    return { params: check() };
-  } catch (err) {
-    if (!(err instanceof ApiError)) throw err;
-    await claim.release(db);
-    return { done: { reply: errorReply(req, err) } };
-  }
 }
 
 // The processor gave no answer (5xx, timeout, connection lost): it may have acted.
@@ -44,4 +44,4 @@ function processorFailure(outcome) {
     'The card processor failed. Retry with the same Idempotency-Key: it will not be charged twice.');
 }
 
-module.exports = { replay, finish, validated, processorFailure };
+module.exports = { recoveryPoint, parseRecoveryPoint, replay, finish, processorFailure };

@@ -60,8 +60,10 @@ class Claim {
       : null;
   }
 
-  // fingerprint: the method, the path and the parameters as parsed, so that the same
-  // parameters in another order (or another spelling of a number) are the same request.
+  // fingerprint: the method, the route's path and the parameters as the endpoint
+  // interprets them (claimFor), so that the same request spelt another way (parameters
+  // in another order, 01000 for 1000, USD for usd, /V1/Charges/ for /v1/charges) is the
+  // same request.
   static async open(db, { scope, key, method, path, params, leaseSeconds, purposes, metrics }) {
     const { rows } = await db.query(CLAIM_SQL,
       [scope, key, method, path, JSON.stringify(params), purposes, `${leaseSeconds} seconds`]);
@@ -90,11 +92,6 @@ class Claim {
     this.metrics.idempotency.inc({ result: `complete_${rows[0].result}` });
     return rows[0].result;
   }
-
-  async release(db) {
-    await db.query('SELECT idempotency.release($1, $2, $3)', [this.scope, this.key, this.token]);
-    this.metrics.idempotency.inc({ result: 'released_invalid_request' });
-  }
 }
 
 // A request sent without a key: nothing is claimed or stored, and the processor gets a
@@ -112,23 +109,24 @@ class Unclaimed {
   async checkpoint(db, point) { this.recoveryPoint = point; }
 
   async complete() { return 'unkeyed'; }
-
-  async release() {}
 }
 
-// req.idempotencyKey was read by requestKey() before the transaction began.
-function claimFor(db, req, { leaseSeconds, purposes }) {
+// req.idempotencyKey was read by requestKey() before the transaction began;
+// req.routePath is the matched route's path (app.js); params are the request's
+// parameters as the endpoint validated and interpreted them, which is what the
+// fingerprint covers.
+function claimFor(db, req, { leaseSeconds, purposes, params }) {
   if (req.idempotencyKey === null) return new Unclaimed();
   return Claim.open(db, {
     scope: req.merchant,
     key: req.idempotencyKey,
     method: req.method,
-    path: req.originalUrl.split('?')[0],
-    params: req.body,
+    path: req.routePath,
+    params,
     leaseSeconds,
     purposes,
     metrics: req.app.locals.metrics,
   });
 }
 
-module.exports = { requestKey, claimFor, Claim, Unclaimed };
+module.exports = { MAX_KEY_BYTES, requestKey, claimFor, Claim, Unclaimed };

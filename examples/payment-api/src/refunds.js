@@ -4,10 +4,11 @@
 // A refund is money leaving, so its amount is reserved before the processor is called:
 // the first transaction claims the key, inserts the refund as pending (the refunds_sum
 // trigger adds it to the charge, whose CHECK keeps the total within what was captured)
-// and records checkpoint('requested').  If the processor gives no answer, the 5xx is not
+// and records checkpoint('requested:<refund id>').  If the processor gives no answer, the 5xx is not
 // stored but the claim and the reservation stay, and the retry resumes and asks again
 // with the same processor key: a second refund of the same money can never be started
-// while the first one's outcome is unknown.
+// while the first one's outcome is unknown.  The resumed claim finds its refund by the
+// id in the recovery point, not by merchant and key, which an earlier request may share.
 
 const { transaction } = require('./db');
 const { claimFor } = require('./idempotency');
@@ -15,7 +16,7 @@ const { notFound, invalidRequest } = require('./errors');
 const { reply, errorReply } = require('./replies');
 const validate = require('./params');
 const objects = require('./objects');
-const { replay, finish, validated, processorFailure } = require('./flow');
+const { recoveryPoint, parseRecoveryPoint, replay, finish, processorFailure } = require('./flow');
 
 const REQUESTED = 'requested';
 
@@ -25,11 +26,12 @@ async function refundById(db, merchant, id) {
   return rows[0] || null;
 }
 
-async function refundOfClaim(db, merchant, key) {
+async function refundOfClaim(db, merchant, claim) {
+  const { id } = parseRecoveryPoint(claim.recoveryPoint);
   const { rows } = await db.query(
     `SELECT ${objects.REFUND_COLUMNS}, (SELECT processor_authorization FROM charges c WHERE c.id = refunds.charge_id)
-       FROM refunds WHERE merchant_id = $1 AND idempotency_key = $2`, [merchant, key]);
-  if (rows.length !== 1) throw new Error(`a resumed claim has ${rows.length} refunds`);
+       FROM refunds WHERE id = $1 AND merchant_id = $2`, [id, merchant]);
+  if (rows.length !== 1) throw new Error(`the recovery point ${claim.recoveryPoint} names no refund of ${merchant}`);
   return rows[0];
 }
 
@@ -50,13 +52,13 @@ function refusal(charge, params) {
 }
 
 function refundRoutes({ pool, processor, config, newId }) {
+  // Validated before the claim, as a charge (charges.js).
   async function create(req) {
+    const params = validate.createRefund(req.body);
     const first = await transaction(pool, async (db) => {
-      const claim = await claimFor(db, req, { leaseSeconds: config.leaseSeconds, purposes: ['refund'] });
+      const claim = await claimFor(db, req, { leaseSeconds: config.leaseSeconds, params, purposes: ['refund'] });
       if (claim.outcome === 'replay') return { done: replay(claim) };
-      if (claim.outcome === 'resume') return { claim, refund: await refundOfClaim(db, req.merchant, claim.key) };
-      const { params, done } = await validated(db, claim, req, () => validate.createRefund(req.body));
-      if (done) return { done };
+      if (claim.outcome === 'resume') return { claim, refund: await refundOfClaim(db, req.merchant, claim) };
       const { rows } = validate.isId('charge', params.charge)
         ? await db.query(`SELECT ${objects.CHARGE_COLUMNS} FROM charges WHERE id = $1 AND merchant_id = $2 FOR UPDATE`,
           [params.charge, req.merchant])
@@ -69,7 +71,7 @@ function refundRoutes({ pool, processor, config, newId }) {
         `INSERT INTO refunds (id, merchant_id, charge_id, idempotency_key, amount, metadata, state)
          VALUES ($1, $2, $3, $4, $5, $6, 'pending') RETURNING ${objects.REFUND_COLUMNS}`,
         [newId('re'), req.merchant, charge.id, claim.key, amount, params.metadata]);
-      await claim.checkpoint(db, REQUESTED);
+      await claim.checkpoint(db, recoveryPoint(REQUESTED, inserted.rows[0].id));
       return { claim, refund: { ...inserted.rows[0], processor_authorization: charge.processor_authorization } };
     });
     if (first.done) return first.done;

@@ -12,7 +12,7 @@ function reply(req, status, body, headers = {}) {
 // A 4xx answer is final for these parameters; it says so, also when replayed.
 function errorReply(req, err) {
   const headers = err.status < 500 ? { 'Stripe-Should-Retry': String(err.shouldRetry()) } : {};
-  return reply(req, err.status, err.body(), headers);
+  return reply(req, err.status, err.body(), { ...headers, ...err.headers() });
 }
 
 // extra: { replayed, key, retry }: retry is the Stripe-Should-Retry advice of a 5xx.

@@ -1,7 +1,7 @@
 'use strict';
 // The payment API's process: the HTTP API on PORT and /metrics on METRICS_PORT, both
 // on loopback.  Metrics are on a port of their own so that they are never served to
-// API callers.  SIGTERM stops accepting requests and lets those in flight finish.
+// API callers.  It starts only when its database has what it needs (preflight.js).  SIGTERM stops accepting requests and lets those in flight finish.
 
 const http = require('node:http');
 const { loadConfig } = require('./config');
@@ -9,6 +9,7 @@ const { createPool } = require('./db');
 const { createApp } = require('./app');
 const { createProcessor } = require('./processor');
 const { createMetrics } = require('./metrics');
+const { preflight } = require('./preflight');
 
 function log(message, fields = {}) {
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), message, ...fields })}\n`);
@@ -25,6 +26,7 @@ async function main() {
   const config = loadConfig();
   const metrics = createMetrics();
   const pool = createPool(config, log);
+  await preflight(pool);
   const processor = createProcessor(config, metrics);
   const api = http.createServer(createApp({ pool, config, processor, metrics, log }));
   const metricsServer = http.createServer((req, res) => {

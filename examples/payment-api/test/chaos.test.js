@@ -1,8 +1,11 @@
 'use strict';
-// Many clients with the official stripe client create, capture and refund charges for a
-// fixed time, through the fault proxy (cut connections, delays, duplicates), against a
-// processor that fails at a rate (half of the failures after the money moved), while
-// the API is killed with SIGKILL twice and PostgreSQL is killed (-m immediate) once.
+// Many clients with the official stripe client (its default retries and timeout) create,
+// capture and refund charges for a fixed time, through the fault proxy (cut connections,
+// delays, duplicates), to the API with its default lease and wait, connected through
+// PgBouncer in transaction pooling mode, against a processor that fails at a rate
+// (half of the failures after the money moved), while
+// the API is killed with SIGKILL twice, its backends are ended once and PostgreSQL is
+// killed (-m immediate) once; the API must never exit on its own.
 // Each logical request has its own Idempotency-Key; the client retries on its own, and
 // when its retries run out the test sends the same request with the same key again,
 // until it has an answer.  Then the books are checked, from the database and from the
@@ -27,6 +30,8 @@ before(async () => {
     merchants: ['Chaos A', 'Chaos B', 'Chaos C'],
     processor: { LATENCY_MS: '1-15', FAILURE_RATE: '0.03', ACTED_RATE: '0.5' },
     proxy: { rates: { cut: 0.03, delay: 0.03, duplicate: 0.03 }, delayMs: 300 },
+    pooler: true,
+    api: { defaults: true },
   });
 });
 after(() => stack && stack.close());
@@ -38,7 +43,9 @@ async function resolve(send, counters) {
   const deadline = Date.now() + RESOLVE_WITHIN_MS;
   for (let attempt = 1; ; attempt += 1) {
     try {
-      return { outcome: 'ok', value: await send() };
+      const value = await send();
+      if (attempt > 1) counters.resolvedByResend += 1;
+      return { outcome: 'ok', value };
     } catch (err) {
       if (err.type === 'StripeCardError') return { outcome: 'declined', err };
       if (err.type === 'StripeInvalidRequestError') return { outcome: 'invalid', err };
@@ -51,9 +58,7 @@ async function resolve(send, counters) {
 }
 
 async function client(index, end, merchant, log, counters) {
-  const stripe = new Stripe(merchant.apiKey, {
-    host: '127.0.0.1', port: stack.proxy.port, protocol: 'http', maxNetworkRetries: 2, timeout: 5000, telemetry: false,
-  });
+  const stripe = new Stripe(merchant.apiKey, { host: '127.0.0.1', port: stack.proxy.port, protocol: 'http', telemetry: false });
   for (let n = 1; Date.now() < end; n += 1) {
     const tag = `chaos-${index}-${n}`;
     const amount = 100 + Math.floor(Math.random() * 9900);
@@ -84,12 +89,18 @@ async function client(index, end, merchant, log, counters) {
 }
 
 // The faults on a schedule: the API killed at a quarter and at three quarters of the
-// run, PostgreSQL killed at half.
+// run, every backend of the service ended (pg_terminate_backend) at a third, PostgreSQL
+// killed at half.  restart() refuses an API that is not running: one that exited on its
+// own fails the run instead of being started again unnoticed.
 async function faults(end, events) {
   const at = (share) => sleep(Math.max(0, end - SECONDS * 1000 * (1 - share) - Date.now()));
   await at(0.25);
   await stack.api.restart();
   events.apiKills += 1;
+  await at(1 / 3);
+  const [{ n }] = await sql(`SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+                              WHERE usename = 'payments_app'`);
+  events.backendsTerminated += n;
   await at(0.5);
   await stack.cluster.crash();
   events.pgCrashes += 1;
@@ -102,8 +113,8 @@ async function faults(end, events) {
 
 it(`${CLIENTS} clients for ${SECONDS} s with cut connections, processor failures and killed servers keep the books straight`, async (t) => {
   const log = [];
-  const counters = { testRetries: 0 };
-  const events = { apiKills: 0, pgCrashes: 0 };
+  const counters = { testRetries: 0, resolvedByResend: 0 };
+  const events = { apiKills: 0, pgCrashes: 0, backendsTerminated: 0 };
   const end = Date.now() + SECONDS * 1000;
   await Promise.all([
     faults(end, events),
@@ -113,14 +124,17 @@ it(`${CLIENTS} clients for ${SECONDS} s with cut connections, processor failures
   const ledger = await processorCall(stack.processor, 'GET', '/ledger');
   const byOutcome = {};
   for (const entry of log) byOutcome[`${entry.op}:${entry.outcome}`] = (byOutcome[`${entry.op}:${entry.outcome}`] || 0) + 1;
-  t.diagnostic(`chaos run: ${JSON.stringify({ requests: log.length, byOutcome, ...counters, ...events,
-    proxy: stack.proxy.counts, processor: ledger.counts })}`);
+  t.diagnostic(`chaos run: ${JSON.stringify({ seconds: SECONDS, clients: CLIENTS, requests: log.length, byOutcome,
+    ...counters, ...events, proxy: stack.proxy.counts, processor: ledger.counts })}`);
 
   // Every logical request got an answer, and never one that a correct client cannot get.
   const open = log.filter((e) => e.outcome === 'unresolved' || e.outcome === 'wrong');
   assert.deepEqual(open.map((e) => `${e.key}: ${e.err.statusCode} ${e.err.message}`), []);
-  // The faults did happen.
+  // The API never exited but when killed, and the faults did happen.
+  assert.deepEqual(stack.api.unexpectedExits, [], 'the API exited on its own');
+  assert.ok(stack.api.running, 'the API is running at the end');
   assert.equal(events.apiKills, 2);
+  assert.ok(events.backendsTerminated > 0);
   assert.equal(events.pgCrashes, 1);
   assert.ok(stack.proxy.counts.cut > 0 && stack.proxy.counts.duplicated > 0 && stack.proxy.counts.delayed > 0);
   assert.ok(ledger.counts.failed_before > 0 && ledger.counts.failed_after > 0);
@@ -179,6 +193,10 @@ it(`${CLIENTS} clients for ${SECONDS} s with cut connections, processor failures
   const authById = new Map(ledger.authorizations.map((a) => [a.id, a]));
   const withAuth = charges.filter((c) => c.processor_authorization);
   assert.equal(withAuth.length, ledger.authorizations.filter((a) => a.status === 'authorized').length);
+  // No authorization at the processor without its charge here.
+  const authorizedCharges = new Set(withAuth.map((c) => c.processor_authorization));
+  assert.deepEqual(ledger.authorizations.filter((a) => a.status === 'authorized' && !authorizedCharges.has(a.id))
+    .map((a) => a.description), []);
   for (const c of withAuth) {
     const a = authById.get(c.processor_authorization);
     assert.ok(a, `the processor has ${c.processor_authorization}`);

@@ -2,12 +2,16 @@
 // The API killed (SIGKILL) in the middle of a durable claim: while the processor is
 // authorizing, and between authorization and capture.  The retry is refused (409)
 // while the dead worker's lease is live, then resumes from the last recovery point,
-// and the processor authorizes and captures the payment once.
+// and the processor authorizes and captures the payment once.  With the service's
+// default lease and wait, the official client with its default retries resolves a
+// request cut by the crash on its own.
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
+const Stripe = require('stripe');
 const { startStack } = require('../harness/stack');
-const { processorCall } = require('../harness/services');
+const { processorCall, startApi } = require('../harness/services');
+const database = require('../harness/database');
 const { request } = require('./lib/http');
 
 let stack;
@@ -33,7 +37,7 @@ describe('a worker killed mid-payment', () => {
     ['while authorizing', [{ delayMs: 4000 }], 1,
       "SELECT 1 FROM charges c JOIN idempotency.keys k ON k.key = c.idempotency_key WHERE k.key = $1 AND c.state = 'pending' AND k.state = 'in_progress'"],
     ['between authorization and capture', [{}, { delayMs: 4000 }], 2,
-      "SELECT 1 FROM idempotency.keys WHERE key = $1 AND recovery_point = 'authorized'"],
+      "SELECT 1 FROM idempotency.keys WHERE key = $1 AND recovery_point LIKE 'authorized:ch_%'"],
   ];
   for (const [name, faults, call, killedWhen] of cases) {
     it(`${name}: the retry resumes and the processor charges once`, async () => {
@@ -78,4 +82,34 @@ describe('a worker killed mid-payment', () => {
       assert.deepEqual(replay.body, res.body);
     });
   }
+});
+
+describe('the default lease and wait, and the official client with its defaults', () => {
+  let api;
+  after(() => api && api.stop());
+
+  it('a charge cut by an API crash resolves within the client\'s own retries, charged once', async () => {
+    // LEASE_SECONDS, PROCESSOR_TIMEOUT_MS and IN_USE_WAIT_SECONDS as a deployment has them
+    api = await startApi({ databaseUrl: stack.cluster.url(database.DATABASE, database.APP_ROLE), processorUrl: stack.processor.url });
+    const stripe = new Stripe(stack.merchants[0].apiKey, { host: '127.0.0.1', port: api.port, protocol: 'http', telemetry: false });
+    const description = 'cut-by-crash-default-client';
+    const calls = async () => (await processorCall(stack.processor, 'GET', '/ledger')).counts.calls;
+    const callsBefore = await calls();
+    await processorCall(stack.processor, 'POST', '/control/faults', { faults: [{ delayMs: 2000 }] });
+    const started = Date.now();
+    const pending = stripe.charges.create({ amount: 3100, currency: 'usd', source: 'tok_visa', description });
+    await until('the worker to be in the authorization', async () => (await calls()) === callsBefore + 1);
+    await api.restart();
+    const charge = await pending;
+    assert.equal(charge.status, 'succeeded');
+    assert.equal(charge.captured, true);
+    const seconds = (Date.now() - started) / 1000;
+    assert.ok(seconds < 30, `resolved in ${seconds} s`);
+    const auths = (await processorCall(stack.processor, 'GET', '/ledger')).authorizations
+      .filter((x) => x.description === description);
+    assert.equal(auths.length, 1);
+    assert.equal(auths[0].captured, true);
+    assert.deepEqual((await sql('SELECT id FROM charges WHERE description = $1', [description])).map((r) => r.id), [charge.id]);
+    assert.deepEqual(api.unexpectedExits, []);
+  });
 });

@@ -118,6 +118,66 @@ describe('downstream keys, a retry after our retention', () => {
     assert.equal(charges[1].auth, charges[0].auth, 'the second charge got the first authorization, replayed');
   });
 
+  it('a key reused after retention for another charge resumes that charge, not the first', async () => {
+    const [merchant] = stack.merchants;
+    const key = 'reused-order';
+    const send = (amount) => request(stack.api.url, 'POST', '/v1/charges',
+      { apiKey: merchant.apiKey, key, params: { amount, currency: 'eur', source: 'tok_visa', description: `reused ${amount}` } });
+    const first = await send(4200);
+    assert.equal(first.status, 200, first.text);
+    await reapKey(merchant, key);
+
+    // The new request's capture gets no answer: the claim stays at 'authorized' and the
+    // retry resumes it, while the first charge still carries the same key.
+    await processorCall(stack.processor, 'POST', '/control/faults', { faults: [{}, { status: 504, acted: true }] });
+    const cut = await send(4300);
+    assert.equal(cut.status, 504, cut.text);
+    const retry = await send(4300);
+    assert.equal(retry.status, 200, retry.text);
+    assert.equal(retry.body.amount, 4300);
+    assert.equal(retry.body.captured, true);
+    assert.notEqual(retry.body.id, first.body.id);
+    const charges = await sql('SELECT id, amount, state FROM charges WHERE merchant_id = $1 AND idempotency_key = $2 ORDER BY created_at',
+      [merchant.id, key]);
+    assert.deepEqual(charges, [
+      { id: first.body.id, amount: 4200, state: 'captured' },
+      { id: retry.body.id, amount: 4300, state: 'captured' },
+    ]);
+    const ledger = await processorCall(stack.processor, 'GET', '/ledger');
+    const auths = ledger.authorizations.filter((a) => a.description === 'reused 4300');
+    assert.equal(auths.length, 1);
+    assert.equal(auths[0].captured, true);
+  });
+
+  it('a refund key reused after retention resumes its own refund, not the first', async () => {
+    const [merchant] = stack.merchants;
+    const post = (path, key, params) => request(stack.api.url, 'POST', path, { apiKey: merchant.apiKey, key, params });
+    const charged = [];
+    for (const n of [1, 2]) {
+      const res = await post('/v1/charges', `refund-reuse-charge-${n}`, { amount: 5000, currency: 'eur', source: 'tok_visa' });
+      assert.equal(res.status, 200, res.text);
+      charged.push(res.body.id);
+    }
+    const key = 'reused-refund';
+    const first = await post('/v1/refunds', key, { charge: charged[0], amount: 700 });
+    assert.equal(first.status, 200, first.text);
+    await reapKey(merchant, key);
+
+    await processorCall(stack.processor, 'POST', '/control/faults', { faults: [{ status: 502, acted: true }] });
+    const cut = await post('/v1/refunds', key, { charge: charged[1], amount: 800 });
+    assert.equal(cut.status, 502, cut.text);
+    const retry = await post('/v1/refunds', key, { charge: charged[1], amount: 800 });
+    assert.equal(retry.status, 200, retry.text);
+    assert.equal(retry.body.charge, charged[1]);
+    assert.equal(retry.body.amount, 800);
+    const refunds = await sql('SELECT charge_id, amount, state FROM refunds WHERE merchant_id = $1 AND idempotency_key = $2 ORDER BY created_at',
+      [merchant.id, key]);
+    assert.deepEqual(refunds, [
+      { charge_id: charged[0], amount: 700, state: 'succeeded' },
+      { charge_id: charged[1], amount: 800, state: 'succeeded' },
+    ]);
+  });
+
   it('the derivation README.md spells out computes what idempotency.downstream_key() does', async () => {
     const [merchant] = stack.merchants;
     const [row] = await sql(`SELECT f.fp, idempotency.downstream_key($1, 'order-7781', f.fp, 'capture') AS key

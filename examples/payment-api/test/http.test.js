@@ -202,6 +202,54 @@ describe('validation: a 400 is not stored, the key stays free', () => {
   });
 });
 
+describe('the fingerprint is the request as the endpoint reads it', () => {
+  it('replays the same charge spelt with another path case, a trailing slash, 01000 or USD', async () => {
+    const key = newKey('spelling');
+    const first = await post('/v1/charges', { key, body: 'amount=1000&currency=usd&source=tok_visa&capture=true' });
+    assert.equal(first.status, 200, first.text);
+    for (const [path, body] of [
+      ['/v1/charges/', 'amount=1000&currency=usd&source=tok_visa&capture=true'],
+      ['/V1/Charges', 'amount=1000&currency=usd&source=tok_visa'],
+      ['/v1/charges', 'amount=01000&currency=USD&source=tok_visa&capture=true'],
+    ]) {
+      const again = await post(path, { key, body });
+      assert.equal(again.status, 200, `${path} ${body}: ${again.text}`);
+      assert.equal(again.headers['idempotent-replayed'], 'true');
+      assert.equal(again.body.id, first.body.id);
+    }
+    assertError(await post('/v1/charges', { key, body: 'amount=1001&currency=usd&source=tok_visa' }),
+      422, 'idempotency_error', 'idempotency_key_reused', false);
+    assert.equal((await sql('SELECT count(*)::int AS n FROM charges WHERE idempotency_key = $1', [key]))[0].n, 1);
+  });
+
+  it('a capture spelt /V1/Charges/:id/Capture/ is the same capture', async () => {
+    const created = await post('/v1/charges', { key: newKey('cap-spelling'), params: charge({ capture: false }) });
+    const key = newKey('cap-spelling');
+    const first = await post(`/v1/charges/${created.body.id}/capture`, { key });
+    assert.equal(first.status, 200, first.text);
+    const again = await post(`/V1/Charges/${created.body.id}/Capture/`, { key });
+    assert.equal(again.status, 200, again.text);
+    assert.equal(again.headers['idempotent-replayed'], 'true');
+  });
+});
+
+describe('a body the form parser did not read is refused', () => {
+  it('a chunked JSON body is a 400, never a capture without parameters', async () => {
+    const created = await post('/v1/charges', { key: newKey('chunked'), params: charge({ capture: false }) });
+    for (const chunked of [true, false]) {
+      const res = await post(`/v1/charges/${created.body.id}/capture`, {
+        key: newKey('chunked'), body: '{"amount": 100}', chunked, headers: [['Content-Type', 'application/json']],
+      });
+      assertError(res, 400, 'invalid_request_error', 'invalid_content_type', false);
+    }
+    assert.equal((await sql('SELECT state FROM charges WHERE id = $1', [created.body.id]))[0].state, 'authorized');
+    const empty = await post(`/v1/charges/${created.body.id}/capture`, {
+      key: newKey('chunked'), body: '', chunked: true, headers: [['Content-Type', 'application/json']],
+    });
+    assert.equal(empty.status, 200, empty.text);
+  });
+});
+
 describe('card declines are answers: 402, stored', () => {
   it('replays the decline, with the failed charge', async () => {
     const key = newKey('declined');
@@ -226,11 +274,15 @@ describe('processor failures: a 5xx is not stored, the retry is charged once', (
       await faults({ status: 502, acted });
       const failed = await post('/v1/charges', { key, params: charge({ description }) });
       assertError(failed, 502, 'api_error', 'processor_unavailable', true);
-      assert.equal((await sql('SELECT count(*)::int AS n FROM idempotency.keys WHERE key = $1', [key]))[0].n, 0);
-      assert.equal((await sql('SELECT count(*)::int AS n FROM charges WHERE idempotency_key = $1', [key]))[0].n, 0);
+      // The 5xx is not stored; the claim stays, its lease ended, at its pending charge.
+      const [pending] = await sql('SELECT id, state FROM charges WHERE idempotency_key = $1', [key]);
+      assert.equal(pending.state, 'pending');
+      const [row] = await sql('SELECT state, recovery_point FROM idempotency.keys WHERE key = $1', [key]);
+      assert.deepEqual(row, { state: 'in_progress', recovery_point: `pending:${pending.id}` });
       const retry = await post('/v1/charges', { key, params: charge({ description }) });
       assert.equal(retry.status, 200, retry.text);
       assert.equal(retry.headers['idempotent-replayed'], undefined);
+      assert.equal(retry.body.id, pending.id, 'the retry resumed the pending charge');
       const auths = await authorizationsFor(description);
       assert.equal(auths.length, 1);
       assert.equal(auths[0].captured, true);

@@ -15,7 +15,8 @@ function encode(params, prefix = null, out = new URLSearchParams()) {
 }
 
 // headers may repeat a name (an array of [name, value] pairs), which fetch cannot send.
-function request(baseUrl, method, path, { apiKey, key, params, body, headers = [] } = {}) {
+// chunked: the body goes out with Transfer-Encoding: chunked, without a Content-Length.
+function request(baseUrl, method, path, { apiKey, key, params, body, headers = [], chunked = false } = {}) {
   const url = new URL(path, baseUrl);
   const payload = body !== undefined ? body : params ? encode(params).toString() : '';
   // With headers given as a list Node adds none of its own, not even Host.
@@ -25,7 +26,8 @@ function request(baseUrl, method, path, { apiKey, key, params, body, headers = [
   if (payload && !list.some(([n]) => /^content-type$/i.test(n))) {
     list.push(['Content-Type', 'application/x-www-form-urlencoded']);
   }
-  list.push(['Content-Length', String(Buffer.byteLength(payload))]);
+  if (chunked) list.push(['Transfer-Encoding', 'chunked']);
+  else list.push(['Content-Length', String(Buffer.byteLength(payload))]);
   return new Promise((resolve, reject) => {
     const req = http.request(url, { method, headers: list.flat(), agent: false }, (res) => {
       const chunks = [];
