@@ -35,8 +35,10 @@
  */
 #include "idempotency.h"
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
+#include "compat.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -47,6 +49,7 @@
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 
 PG_FUNCTION_INFO_V1(idempotency_scope_stats);
 PG_FUNCTION_INFO_V1(idempotency_scope_stats_info);
@@ -262,10 +265,10 @@ scope_stats_shmem_startup(void)
 	info.entrysize = sizeof(ScopeEntry);
 	info.hash = scope_key_hash;
 	info.match = scope_key_match;
-	entries = ShmemInitHash("idempotency scope stats hash",
-							ik_scope_stats_max, ik_scope_stats_max, &info,
-							HASH_ELEM | HASH_FUNCTION | HASH_COMPARE |
-							HASH_FIXED_SIZE);
+	entries = ik_shmem_init_hash("idempotency scope stats hash",
+								 ik_scope_stats_max, ik_scope_stats_max, &info,
+								 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE |
+								 HASH_FIXED_SIZE);
 	LWLockRelease(AddinShmemInitLock);
 }
 
