@@ -22,6 +22,7 @@ include $(PGXS)
 include fuzz/fuzz.mk
 include scripts/sanitize.mk
 include scripts/release.mk
+include scripts/majors.mk
 include scripts/indent.mk
 include scripts/citus.mk
 include scripts/rollout.mk
