@@ -7,7 +7,8 @@
 #   make test-pg19   experimental's postgresql-19 in a sid chroot: regress, isolation, TAP,
 #                    and pg_upgrade from sid's postgresql-18
 #
-# SUITES="regress isolation tap upgrade" (the default) picks suites; TAP_TESTS a subset of t/.
+# SUITES="deb regress isolation tap upgrade" (the default) picks suites; TAP_TESTS a subset
+# of t/.  Each builds and installs the Debian package of its majors in the chroot.
 
 # Do not take over the default goal, wherever this file is included.
 idempotency_majors_saved_goal := $(.DEFAULT_GOAL)

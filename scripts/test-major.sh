@@ -7,9 +7,10 @@
 #                                   # sid's postgresql-18
 #
 # 1. The chroot: a `debootstrap --variant=minbase` of the suite with the server and dev
-#    packages of the major (and of the old major), make, gcc, libc6-dev and libipc-run-perl.
+#    packages of the major (and of the old major), make, gcc, libc6-dev, libipc-run-perl and
+#    what the Debian package's build needs (debhelper, dpkg-dev, postgresql-server-dev-all).
 #    It is cached in $TOOLCHAIN_CACHE/chroot-pgMAJOR-SUITE-KEY, KEY made of the suite, the
-#    versions the archive serves today of every package named above, and this recipe's
+#    versions the archive serves today of the packages of the majors and this recipe's
 #    revision: a new package version is a new chroot, and older ones are removed.  The
 #    versions are read first from the suite's package index, fetched with apt into a private
 #    list directory (the system's apt set-up is not touched).  Concurrent calls wait on a
@@ -18,21 +19,26 @@
 # 2. The run: the cached chroot is never written to.  An overlay over it (in a private mount
 #    namespace, unshare --mount) gets /proc, a tmpfs /dev/shm and a copy of the tree (not
 #    the work tree) in /build/idempotency; everything is unmounted on exit.  Inside, the
-#    extension is built and installed, and as the unprivileged postgres user: regress and
-#    isolation (installcheck against a throwaway cluster, library preloaded), TAP (t/*.pl)
-#    and pg_upgrade (t/upgrade/*.pl) from the old major, into which the extension is built
-#    and installed too.
+#    suites, each timed:
+#      deb      the Debian package (debian/) built for the majors that are Debian packages
+#               there (17; 18 and 19) and installed with dpkg -i: the suites below run
+#               against its files
+#      regress, isolation   installcheck against a throwaway cluster, library preloaded
+#      tap      t/*.pl
+#      upgrade  t/upgrade/*.pl: pg_upgrade from the old major (15 or 18), which has the
+#               extension too (its package, or built from a copy of the tree)
+#    The servers and prove run as the unprivileged postgres user.
 #
 # Nothing is downloaded but from the Debian archive (the mirror of the system's
 # /etc/apt/sources.list.d/debian.sources, or DEBIAN_MIRROR).  Run as root on Debian 12.
 # Settings: TOOLCHAIN_CACHE (default /var/cache/idempotency-toolchain), MAJOR_WORKDIR (the
-# logs, default /tmp/idempotency-test-pgMAJOR), SUITES (default "regress isolation tap
+# logs, default /tmp/idempotency-test-pgMAJOR), SUITES (default "deb regress isolation tap
 # upgrade"), TAP_TESTS (a subset of t/*.pl), PROVE_FLAGS.  Every step prints its time; the
 # last line is the summary (scripts/summary.sh).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 # Bump when the recipe of the chroot changes: a new cache key, a new chroot.
-recipe=1
+recipe=2
 
 say() { echo "test-pg${major:-?}: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -44,7 +50,7 @@ if [ "${1-}" = --inside ]; then
   export LC_ALL=C.UTF-8 LANG=C.UTF-8
   cd /build/idempotency
   . scripts/summary.sh
-  SUITES=${SUITES:-regress isolation tap upgrade}
+  SUITES=${SUITES:-deb regress isolation tap upgrade}
   want() { [[ " $SUITES " == *" $1 "* ]]; }
   t0=$(date +%s)
   step() { local now; now=$(date +%s); say "$1 took $((now - t0)) s"; t0=$now; }
@@ -53,10 +59,57 @@ if [ "${1-}" = --inside ]; then
   pgxs=$(cd "$(dirname "$("$pg_config" --pgxs)")/../.." && pwd)
   as_pg() { runuser -u postgres -- env PATH="$bindir:$PATH" "$@"; }
 
-  make -s PG_CONFIG="$pg_config" >/build/make.log 2>&1 || { cat /build/make.log; die "the build failed"; }
-  make -s PG_CONFIG="$pg_config" install >>/build/make.log 2>&1 || { cat /build/make.log; die "make install failed"; }
+  old_major=$("$old_pg_config" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+  copy_tree() {  # copy_tree DIR: the tree without build or test products
+    rm -rf "$1" && mkdir -p "$1"
+    tar -C /build/idempotency --exclude=tmp_check --exclude=results --exclude=output_iso \
+      --exclude='*.o' --exclude='*.so' --exclude='*.bc' -cf - . | tar -C "$1" -xf -
+  }
+
+  # The Debian package, for every major of debian/pgversions that is a Debian package
+  # here (the old 15 of the trixie chroot is a source build): built in a copy of the
+  # tree, installed with dpkg -i; the suites below then run against its files.
+  packaged=
+  if want deb; then
+    deb_majors=$major; [ "$old_pg_config" != "/usr/lib/postgresql/$old_major/bin/pg_config" ] ||
+      deb_majors="$old_major $major"
+    copy_tree /build/deb/idempotency
+    rc=0
+    (cd /build/deb/idempotency && export PG_SUPPORTED_VERSIONS="$deb_majors" &&
+       pg_buildext updatecontrol &&
+       DEB_BUILD_OPTIONS=nocheck dpkg-buildpackage -us -uc -b -d) >/build/deb.log 2>&1 &&
+      dpkg -i /build/deb/*.deb >>/build/deb.log 2>&1 || rc=$?
+    checked=0 bad=()
+    for m in $deb_majors; do
+      pkg=postgresql-$m-idempotency
+      [ $rc -eq 0 ] || { bad+=("$pkg: not built or not installed"); continue; }
+      [ -z "$(dpkg --verify "$pkg" 2>&1)" ] || bad+=("$pkg: dpkg --verify")
+      for f in /usr/lib/postgresql/$m/lib/idempotency.so \
+               /usr/share/postgresql/$m/extension/idempotency.control; do
+        [ "$(dpkg -S "$f" 2>/dev/null)" = "$pkg: $f" ] && checked=$((checked + 1)) ||
+          bad+=("$f is not $pkg's")
+      done
+    done
+    if [ ${#bad[@]} -eq 0 ]; then
+      packaged=" $deb_majors "
+      record deb PASS 1 0 "($(cd /build/deb && ls ./*.deb | sed 's|^\./||' | paste -sd' '): dpkg -i, dpkg --verify, $checked files owned)"
+    else
+      record deb FAIL 0 1 "(${bad[*]})"
+      tail -n 40 /build/deb.log
+    fi
+    step "the Debian package for $deb_majors"
+  else
+    record deb SKIP 0 0 "(not in SUITES)"
+  fi
+
+  if [[ $packaged == *" $major "* ]]; then
+    say "PostgreSQL $major: the extension is the package's"
+  else
+    make -s PG_CONFIG="$pg_config" >/build/make.log 2>&1 || { cat /build/make.log; die "the build failed"; }
+    make -s PG_CONFIG="$pg_config" install >>/build/make.log 2>&1 || { cat /build/make.log; die "make install failed"; }
+    step "building and installing the extension for $("$pg_config" --version)"
+  fi
   chown -R postgres: /build/idempotency
-  step "building and installing the extension for $("$pg_config" --version)"
 
   data=/build/data sock=/build/sock port=54329
   mkdir -p /build/pglog; chown postgres: /build/pglog
@@ -131,16 +184,14 @@ EOF
   if want tap; then run_prove tap "${tap[@]}"; else record tap SKIP 0 0 "(not in SUITES)"; fi
 
   if want upgrade; then
-    # The old major gets the extension too: built in a second copy of the tree.
-    rm -rf /build/old && mkdir /build/old
-    tar -C /build/idempotency --exclude=tmp_check --exclude=results --exclude=output_iso \
-      --exclude='*.o' --exclude='*.so' --exclude='*.bc' -cf - . | tar -C /build/old -xf -
-    { make -s -C /build/old PG_CONFIG="$old_pg_config" clean &&
-      make -s -C /build/old PG_CONFIG="$old_pg_config" &&
-      make -s -C /build/old PG_CONFIG="$old_pg_config" install; } >/build/make-old.log 2>&1 ||
-      { cat /build/make-old.log; die "the build for $("$old_pg_config" --version) failed"; }
-    step "building and installing the extension for $("$old_pg_config" --version)"
-    old_major=$("$old_pg_config" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+    # The old major has the extension too: its package, or built in a copy of the tree.
+    if [[ $packaged != *" $old_major "* ]]; then
+      copy_tree /build/old
+      { make -s -C /build/old PG_CONFIG="$old_pg_config" &&
+        make -s -C /build/old PG_CONFIG="$old_pg_config" install; } >/build/make-old.log 2>&1 ||
+        { cat /build/make-old.log; die "the build for $("$old_pg_config" --version) failed"; }
+      step "building and installing the extension for $("$old_pg_config" --version)"
+    fi
     prove_env=(IDEMPOTENCY_UPGRADE_FROM="$(dirname "$("$old_pg_config" --bindir)")"
                IDEMPOTENCY_UPGRADE_MAJORS="$old_major $major")
     run_prove upgrade "${upgrade[@]}"
@@ -246,7 +297,8 @@ if [ "${IDEMPOTENCY_IN_NAMESPACE-}" != 1 ]; then
     aptq=(apt-get -q -y --no-install-recommends -o Acquire::Check-Valid-Until=false)
     # 19's packages depend on experimental's libpq5: take what they need from there.
     target=(); [ "$major" != 19 ] || target=(-t experimental)
-    extra=(make gcc libc6-dev libipc-run-perl perl postgresql-common)
+    extra=(make gcc libc6-dev libipc-run-perl perl postgresql-common
+           debhelper dpkg-dev postgresql-server-dev-all)
     [ "$major" != 17 ] || extra+=(libssl-dev)
     { in_build "${aptq[@]}" update && in_build "${aptq[@]}" install "${extra[@]}" &&
       in_build "${aptq[@]}" "${target[@]}" install "${install[@]}"; } >"$work/packages.log" 2>&1 ||
