@@ -280,6 +280,7 @@ if [ "${IDEMPOTENCY_IN_NAMESPACE-}" != 1 ]; then
     done
     build=$root.build
     rm -rf "$build"
+    t0=$(date +%s)
     in_build() { chroot "$build" env DEBIAN_FRONTEND=noninteractive LC_ALL=C "$@"; }
     cleanup_build() { umount "$build/proc" 2>/dev/null || true; }
     trap cleanup_build EXIT
