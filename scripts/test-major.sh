@@ -205,10 +205,10 @@ fi
 # --- on the machine ---------------------------------------------------------------------------
 major=${1-}
 case $major in
-  17) suite=trixie suites="trixie" old=15
+  17) suite=trixie suites=trixie
       pkgs=(postgresql-17 postgresql-server-dev-17)
       old_pg_config=/usr/local/pgsql-15/bin/pg_config ;;
-  19) suite=sid suites="sid experimental" old=18
+  19) suite=sid suites="sid experimental"
       pkgs=(postgresql-19 postgresql-server-dev-19 postgresql-18 postgresql-server-dev-18)
       old_pg_config=/usr/lib/postgresql/18/bin/pg_config ;;
   *) echo "usage: $0 17|19" >&2; exit 2 ;;
