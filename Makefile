@@ -30,6 +30,7 @@ $(DATA_built): scripts/install-script.sh $(filter-out $(DATA_built),$(wildcard i
 include fuzz/fuzz.mk
 include scripts/sanitize.mk
 include scripts/release.mk
+include scripts/majors.mk
 include scripts/indent.mk
 include scripts/citus.mk
 include scripts/rollout.mk

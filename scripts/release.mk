@@ -10,7 +10,9 @@
 #   make test-upgrade  only the pg_upgrade test: 15 to 18, --copy and --link (t/upgrade/)
 #   make deb           the Debian package, built from a copy of the tree into dist/
 #   make test-deb      builds it, installs it with dpkg in a private mount namespace and runs
-#                      CREATE EXTENSION, the demo and the regression suites against it
+#                      CREATE EXTENSION, the demo and the regression suites against it; then
+#                      the packages of 17 (trixie) and of 18 and 19 (sid), each built and
+#                      installed in its chroot (scripts/test-major.sh, SUITES=deb)
 #   make dist          the PGXN release archive dist/idempotency-VERSION.zip (git archive)
 #   make check-release the version in META.json, debian/changelog and README.md against
 #                      idempotency.control, the license everywhere, and the release archive
@@ -36,6 +38,8 @@ deb:
 #> release test-deb the Debian package built, installed with dpkg, tested
 test-deb:
 	bash scripts/deb.sh test
+	SUITES=deb bash scripts/test-major.sh 17
+	SUITES=deb bash scripts/test-major.sh 19
 #> release dist the PGXN archive dist/idempotency-VERSION.zip
 dist:
 	@test -n "$(EXTVERSION)" || { echo "no default_version in idempotency.control" >&2; exit 1; }

@@ -2,10 +2,12 @@
  *
  * compat.h
  *	  The few PostgreSQL calls whose shape differs between the supported
- *	  major versions (15 and 18), each behind one small guard.
+ *	  major versions (15, 17, 18 and 19), each behind one small guard.
  *
  * Everything else in the extension is written against the API common to
- * both; a new major version should only ever need this file to change.
+ * all of them; a new major version should only ever need this file to
+ * change.  16 is in no Debian suite and is not tested, but every guard is
+ * a version boundary, so 16 takes the side of 15 or 17 that it has.
  *
  *-------------------------------------------------------------------------
  */
@@ -13,9 +15,11 @@
 #define IDEMPOTENCY_COMPAT_H
 
 #include "access/genam.h"
+#include "access/tableam.h"
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
 #include "nodes/parsenodes.h"
+#include "storage/shmem.h"
 #include "utils/guc.h"
 #if PG_VERSION_NUM >= 160000
 #include "parser/parse_relation.h"
@@ -28,13 +32,52 @@
 #error "idempotency needs PostgreSQL 15 or later"
 #endif
 
-/* 18 added an instrumentation argument to index_beginscan() */
-#if PG_VERSION_NUM >= 180000
+/*
+ * 18 added an instrumentation argument to index_beginscan(); 19 gave it and
+ * table_beginscan() a bitmask of scan options, none of which we need.
+ */
+#if PG_VERSION_NUM >= 190000
+#define ik_index_beginscan(heap, index, snapshot, nkeys) \
+	index_beginscan((heap), (index), (snapshot), NULL, (nkeys), 0, SO_NONE)
+#define ik_table_beginscan(rel, snapshot, nkeys, key) \
+	table_beginscan((rel), (snapshot), (nkeys), (key), SO_NONE)
+#elif PG_VERSION_NUM >= 180000
 #define ik_index_beginscan(heap, index, snapshot, nkeys) \
 	index_beginscan((heap), (index), (snapshot), NULL, (nkeys), 0)
+#define ik_table_beginscan(rel, snapshot, nkeys, key) \
+	table_beginscan((rel), (snapshot), (nkeys), (key))
 #else
 #define ik_index_beginscan(heap, index, snapshot, nkeys) \
 	index_beginscan((heap), (index), (snapshot), (nkeys), 0)
+#define ik_table_beginscan(rel, snapshot, nkeys, key) \
+	table_beginscan((rel), (snapshot), (nkeys), (key))
+#endif
+
+/*
+ * table_tuple_delete() of a tuple that stays where it is (no partition
+ * move): 19 turned the trailing changingPart flag into an options bitmask
+ * after the command id.
+ */
+#if PG_VERSION_NUM >= 190000
+#define ik_table_tuple_delete(rel, tid, cid, snap, cross, wait, tmfd) \
+	table_tuple_delete((rel), (tid), (cid), 0, (snap), (cross), \
+					   (wait), (tmfd))
+#else
+#define ik_table_tuple_delete(rel, tid, cid, snap, cross, wait, tmfd) \
+	table_tuple_delete((rel), (tid), (cid), (snap), (cross), \
+					   (wait), (tmfd), false)
+#endif
+
+/*
+ * A shared hash table of at most max_size entries: 19 dropped the initial
+ * size, which for a HASH_FIXED_SIZE table was the maximum anyway.
+ */
+#if PG_VERSION_NUM >= 190000
+#define ik_shmem_init_hash(name, init_size, max_size, info, flags) \
+	ShmemInitHash((name), (max_size), (info), (flags))
+#else
+#define ik_shmem_init_hash(name, init_size, max_size, info, flags) \
+	ShmemInitHash((name), (init_size), (max_size), (info), (flags))
 #endif
 
 /*

@@ -108,7 +108,7 @@ static bool
 has_rows(Relation rel, Snapshot snapshot)
 {
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	TableScanDesc scan = table_beginscan(rel, snapshot, 0, NULL);
+	TableScanDesc scan = ik_table_beginscan(rel, snapshot, 0, NULL);
 	bool		found = table_scan_getnextslot(scan, ForwardScanDirection,
 											   slot);
 

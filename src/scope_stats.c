@@ -35,6 +35,7 @@
 #include "idempotency.h"
 
 #include "common/hashfn.h"
+#include "compat.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
@@ -192,10 +193,10 @@ scope_stats_shmem_startup(void)
 	info.entrysize = sizeof(ScopeEntry);
 	info.hash = scope_key_hash;
 	info.match = scope_key_match;
-	entries = ShmemInitHash("idempotency scope stats hash",
-							ik_scope_stats_max, ik_scope_stats_max, &info,
-							HASH_ELEM | HASH_FUNCTION | HASH_COMPARE |
-							HASH_FIXED_SIZE);
+	entries = ik_shmem_init_hash("idempotency scope stats hash",
+								 ik_scope_stats_max, ik_scope_stats_max, &info,
+								 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE |
+								 HASH_FIXED_SIZE);
 	LWLockRelease(AddinShmemInitLock);
 }
 

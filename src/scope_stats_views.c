@@ -22,6 +22,7 @@
  */
 #include "idempotency.h"
 
+#include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "funcapi.h"
@@ -29,6 +30,7 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/tuplestore.h"
 
 PG_FUNCTION_INFO_V1(idempotency_scope_stats);
 PG_FUNCTION_INFO_V1(idempotency_scope_stats_info);

@@ -33,6 +33,7 @@
 #include "utils/float.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 
 PG_FUNCTION_INFO_V1(idempotency_stats);
 PG_FUNCTION_INFO_V1(idempotency_stats_reset);

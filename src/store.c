@@ -908,7 +908,7 @@ ik_store_reap_scan(TimestampTz now, TimestampTz *cursor, int limit,
 			index_rescan(src->iscan, skey, 2, NULL, 0);
 		}
 		else
-			src->hscan = table_beginscan(src->rel, snapshot, 0, NULL);
+			src->hscan = ik_table_beginscan(src->rel, snapshot, 0, NULL);
 		reap_source_next(src, now);
 	}
 
@@ -1010,10 +1010,10 @@ reap_delete_in(IkReapCandidate *candidates, int n, int first, bool *deleted)
 
 		if (candidates[i].relid != c->relid)
 			continue;
-		result = table_tuple_delete(wr.rel, &candidates[i].tid,
-									wr.estate->es_output_cid,
-									wr.estate->es_snapshot, InvalidSnapshot,
-									false, &tmfd, false);
+		result = ik_table_tuple_delete(wr.rel, &candidates[i].tid,
+									   wr.estate->es_output_cid,
+									   wr.estate->es_snapshot, InvalidSnapshot,
+									   false, &tmfd);
 		deleted[i] = (result == TM_Ok);
 		if (!deleted[i])
 			continue;

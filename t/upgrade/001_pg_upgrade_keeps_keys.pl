@@ -1,20 +1,24 @@
-# pg_upgrade from PostgreSQL 15 to 18 keeps every key.  A 15 cluster with the
-# library preloaded and the reaper on is filled with completed keys,
-# durable claims in progress, tombstones, rows past retention and policies;
-# it is upgraded by PostgreSQL 18's pg_upgrade, once with --copy and once
-# with --link, each from a copy of the same stopped cluster.  On 18 every
-# completed request replays its stored response, the durable claim whose
-# lease is live is still held and the one whose lease lapsed resumes from
-# its recovery point, the policies apply, the reaper runs and the
-# statistics view works (its counters, in shared memory, start from zero).
+# pg_upgrade from an older PostgreSQL major keeps every key: 15 to 18 (make
+# test-pg18), 15 to 17 (make test-pg17) and 18 to 19 (make test-pg19).  An
+# old cluster with the library preloaded and the reaper on is filled with
+# completed keys, durable claims in progress, tombstones, rows past
+# retention and policies; it is upgraded by the new major's pg_upgrade, once
+# with --copy and once with --link, each from a copy of the same stopped
+# cluster.  On the new major every completed request replays its stored
+# response, the durable claim whose lease is live is still held and the one
+# whose lease lapsed resumes from its recovery point, the policies apply,
+# the reaper runs and the statistics view works (its counters, in shared
+# memory, start from zero).
 #
-# Run by `make test-upgrade` and `make test-pg18` (scripts/test-cassert.sh
-# --pg 18), with PATH leading to PostgreSQL 18 and IDEMPOTENCY_UPGRADE_FROM
-# naming the PostgreSQL 15 installation, both with the extension installed.
-# That 15 is the upstream build the assert-enabled suite makes, not the
-# system's 15.20 package: the package stamps a pg_attver option on every
-# column, which PostgreSQL 18 rejects on any table
-# (../shared/toolchain/README.md).
+# Run with PATH leading to the new major and IDEMPOTENCY_UPGRADE_FROM naming
+# the old installation, both with the extension installed;
+# IDEMPOTENCY_UPGRADE_MAJORS is "OLD NEW" (default "15 18"), checked against
+# both installations.  By `make test-upgrade` and `make test-pg18`
+# (scripts/test-cassert.sh --pg 18), the 15 is the upstream build the
+# assert-enabled suite makes, not the system's 15.20 package: the package
+# stamps a pg_attver option on every column, which PostgreSQL 18 rejects on
+# any table (../shared/toolchain/README.md).  By scripts/test-major.sh, 15
+# is built from Debian's source package and 18 is Debian's (sid).
 use strict;
 use warnings;
 
@@ -25,14 +29,15 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $old_install = $ENV{IDEMPOTENCY_UPGRADE_FROM}
-  or plan skip_all => 'IDEMPOTENCY_UPGRADE_FROM (the PostgreSQL 15 to upgrade from) is not set';
+  or plan skip_all => 'IDEMPOTENCY_UPGRADE_FROM (the PostgreSQL to upgrade from) is not set';
+my ($old_major, $new_major) = split ' ', ($ENV{IDEMPOTENCY_UPGRADE_MAJORS} // '15 18');
 
 my $old = PostgreSQL::Test::Cluster->new('old', install_path => $old_install);
-is($old->pg_version->major, '15', 'the old cluster is PostgreSQL 15');
+is($old->pg_version->major, $old_major, "the old cluster is PostgreSQL $old_major");
 $old->init;
 # The reaper works on this database every hour: once at start, and not
 # again before the upgrade, so that the rows past retention made below are
-# still there for PostgreSQL 18's reaper.
+# still there for the new major's reaper.
 $old->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'idempotency'
 idempotency.reaper_databases = 'shop'
@@ -76,7 +81,7 @@ $old_version = $old->safe_psql('shop',
 # The reaper has made its first run: the next is an hour away.
 ok($old->poll_query_until('shop', q{
 	SELECT reaper_runs >= 1 FROM idempotency.stats WHERE database = 'shop'}),
-	'PostgreSQL 15: the reaper runs');
+	"PostgreSQL $old_major: the reaper runs");
 
 # Completed keys in three scopes, one transaction each, as requests make them.
 my $fill = '';
@@ -123,7 +128,7 @@ for my $d (['d-live', '1 hour'], ['d-lapsed', '2 seconds'])
 		SELECT lease_token FROM idempotency.claim('d', '$key',
 			idempotency.fingerprint('POST', '/v1/charges', body(7)),
 			lease => '$lease')});
-	like($token{$key}, qr/^[0-9a-f-]{36}$/, "PostgreSQL 15: durable claim $key");
+	like($token{$key}, qr/^[0-9a-f-]{36}$/, "PostgreSQL $old_major: durable claim $key");
 	$old->safe_psql('shop', qq{
 		SELECT idempotency.checkpoint('d', '$key', 'authorized', '$token{$key}')});
 }
@@ -137,7 +142,7 @@ SELECT 'expired', 'e' || g, '\x01', 'completed', 200,
   FROM generate_series(1, 500) g;
 });
 
-# Every completed request, claimed again: what it must still replay on 18.
+# Every completed request, claimed again: what it must still replay after the upgrade.
 my $replays = qq{
 SELECT r.s, r.k, c.outcome, c.response_status, c.response_headers::text,
        c.response_body::text, c.first_seen
@@ -148,7 +153,7 @@ SELECT r.s, r.k, c.outcome, c.response_status, c.response_headers::text,
  ORDER BY r.g};
 my $old_replays = $old->safe_psql('shop', $replays);
 is(scalar(grep { /\|replay\|/ } split /\n/, $old_replays), $n_completed,
-	"PostgreSQL 15: $n_completed completed keys replay");
+	"PostgreSQL $old_major: $n_completed completed keys replay");
 
 # The rows themselves, to compare byte for byte after the upgrade.
 my $rows = q{
@@ -159,6 +164,7 @@ SELECT scope, key, fingerprint, state, response_status, response_headers::text,
 my $old_rows = $old->safe_psql('shop', $rows);
 my $old_policies = $old->safe_psql('shop',
 	'SELECT * FROM idempotency.policies ORDER BY scope');
+my $old_checksums = $old->safe_psql('postgres', 'SHOW data_checksums');
 $old->stop;
 
 my $copies = Cwd::abs_path(PostgreSQL::Test::Utils::tempdir);
@@ -176,10 +182,11 @@ for my $mode ('--copy', '--link')
 	chmod 0700, $from;
 
 	my $new = PostgreSQL::Test::Cluster->new("new_$name");
-	is($new->pg_version->major, '18', "$name: the new cluster is PostgreSQL 18");
-	# 18's initdb enables checksums, which a 15 cluster made without them
-	# cannot be upgraded into.
-	$new->init(no_data_checksums => 1);
+	is($new->pg_version->major, $new_major,
+		"$name: the new cluster is PostgreSQL $new_major");
+	# pg_upgrade needs data checksums on in both clusters or in neither: 18
+	# and later enable them by default, 15 and 17 do not.
+	$new->init($old_checksums eq 'on' ? () : (no_data_checksums => 1));
 
 	command_ok(
 		[
@@ -193,7 +200,7 @@ for my $mode ('--copy', '--link')
 			'--new-port' => $new->port,
 			$mode,
 		],
-		"$name: pg_upgrade $mode from 15 to 18");
+		"$name: pg_upgrade $mode from $old_major to $new_major");
 
 	$new->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'idempotency'
@@ -267,7 +274,7 @@ idempotency.reaper_naptime = 1
 		         idempotency.fingerprint('POST', '/v1/charges', body(7)))}),
 		'replay 201 captured', "$name: the holder of the live lease finishes its claim");
 
-	# The reaper works on 18 and deletes the rows past retention.
+	# The reaper works after the upgrade and deletes the rows past retention.
 	ok($new->poll_query_until('shop', q{
 		SELECT count(*) = 0 FROM idempotency.keys WHERE scope = 'expired'}),
 		"$name: the reaper deletes the rows past retention");
