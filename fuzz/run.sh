@@ -11,7 +11,7 @@
 #        sqlsmith  random SQL from Debian's sqlsmith, as an unprivileged
 #                  role, in a database with keys, policies and views that
 #                  call the extension (fuzz/sqlsmith-setup.sql);
-#        ikfuzz    the extension's own API fuzzer (fuzz/ikfuzz.c) and its
+#        ikfuzz    the extension's own API fuzzer (fuzz/*.c) and its
 #                  invariants, in another database;
 #   4. fails on a crash, PANIC, assertion failure or sanitizer report in the
 #      server log (fuzz/crash-patterns.txt), on any ikfuzz failure, or when
@@ -122,8 +122,8 @@ pgbin=$stage$bindir
 [ "$("$pgbin/pg_config" --pkglibdir)" = "$stage$pkglibdir" ] \
   || { echo "fuzz: the private installation does not relocate" >&2; exit 2; }
 cc -O2 -g -Wall -Wextra -Wno-unused-parameter -I"$("$PG_CONFIG" --includedir)" \
-  -o "$work/ikfuzz" fuzz/ikfuzz.c -L"$("$PG_CONFIG" --libdir)" -lpq 2>>"$work/build.log" \
-  || { cat "$work/build.log"; echo "fuzz: could not build fuzz/ikfuzz.c" >&2; exit 2; }
+  -o "$work/ikfuzz" fuzz/*.c -L"$("$PG_CONFIG" --libdir)" -lpq 2>>"$work/build.log" \
+  || { cat "$work/build.log"; echo "fuzz: could not build ikfuzz from fuzz/*.c" >&2; exit 2; }
 chmod -R a+rX "$work"
 
 # --- the throwaway cluster ------------------------------------------------------
