@@ -45,6 +45,9 @@
  * node, and a node where it is on but the keys are not distributed
  * refuses claims (IK421).
  *
+ * docs/citus.md is the user's side of this; docs/citus-design.md has the
+ * reasons for each step, and what was measured.
+ *
  *-------------------------------------------------------------------------
  */
 #include "idempotency.h"
