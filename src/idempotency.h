@@ -184,6 +184,9 @@ typedef struct IkTable
 	struct ExprState **default_exprs;
 	struct EState *estate;		/* the executor state every write shares,
 								 * holding the compiled expressions */
+	MemoryContext query_cxt;	/* its own es_query_cxt */
+	MemoryContext write_cxt;	/* its es_query_cxt during a write, reset
+								 * after it */
 	struct ResultRelInfo *rri;	/* its one result relation */
 	Relation   *index_descs;	/* its indexes, opened by each write */
 	TupleTableSlot *new_row;	/* the row a write makes */

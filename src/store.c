@@ -93,7 +93,10 @@ store_abort(void)
 {
 	store_busy = false;
 	if (writing != NULL)
+	{
+		writing->estate->es_query_cxt = writing->query_cxt;
 		writing->valid = false;
+	}
 	writing = NULL;
 }
 
@@ -391,14 +394,17 @@ typedef struct Writer
 /*
  * The result relation is made anew in the cached memory for each write,
  * as the executor makes it for each statement, so that what the executor
- * adds to it lazily (trigger slots, trigger functions' caches) does not
- * outlive the write.
+ * adds to it lazily (trigger slots, trigger functions' caches, generated
+ * columns' expressions, triggers' WHEN conditions) does not outlive the
+ * write: during the write the EState's query context is the write's own,
+ * which writer_close() resets.
  */
 static void
 writer_open(Writer *wr, text *scope, text *key, IkTable *table, Relation rel)
 {
 	EState	   *estate = table->estate;
 	ResultRelInfo *rri = table->rri;
+	MemoryContext oldcontext;
 
 	wr->scope = scope;
 	wr->key = key;
@@ -407,7 +413,10 @@ writer_open(Writer *wr, text *scope, text *key, IkTable *table, Relation rel)
 	wr->estate = estate;
 	wr->rri = rri;
 
+	estate->es_query_cxt = table->write_cxt;
+	oldcontext = MemoryContextSwitchTo(table->write_cxt);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	MemoryContextSwitchTo(oldcontext);
 	rri->ri_NumIndices = table->nindexes;
 	rri->ri_IndexRelationDescs = table->index_descs;
 	rri->ri_IndexRelationInfo = table->index_info;
@@ -458,7 +467,10 @@ writer_close(Writer *wr)
 	ExecClearTuple(wr->table->new_row);
 	ExecResetTupleTable(estate->es_tupleTable, true);
 	estate->es_tupleTable = NIL;
+	ik_forget_result_relation_extras(estate);
 	ResetPerTupleExprContext(estate);
+	estate->es_query_cxt = wr->table->query_cxt;
+	MemoryContextReset(wr->table->write_cxt);
 	writing = NULL;
 	table_close(wr->rel, NoLock);
 	store_leave();

@@ -22,7 +22,12 @@
  * each IndexInfo and its expression and predicate states, the compiled
  * CHECK constraints, and the default expressions of a DBA's extra
  * columns.  Planning one CHECK constraint costs more than the insert it
- * checks, and a claim inserts once per transaction.  All of it is dropped
+ * checks, and a claim inserts once per transaction.  What the executor
+ * compiles lazily for one statement's result relation (the expressions of
+ * generated columns, a trigger's WHEN condition) it compiles into the
+ * EState's query context: store.c points that at a context of its own for
+ * the length of each write, so that it goes with the write instead of
+ * piling up in the cache write after write.  All of it is dropped
  * when a relcache invalidation names the table or one of its indexes, and
  * rebuilt at the next open, after the table's lock is held, so that it
  * always matches the catalog the lock protects.
@@ -461,6 +466,12 @@ build_executor_state(IkTable *table, Relation rel)
 	table->index_descs = palloc0(sizeof(Relation) * Max(table->nindexes, 1));
 	table->new_row = MakeSingleTupleTableSlot(CreateTupleDescCopy(desc),
 											  &TTSOpsHeapTuple);
+	/* made now, so that it lives in the query context, not a write's */
+	(void) GetPerTupleExprContext(estate);
+	table->query_cxt = estate->es_query_cxt;
+	table->write_cxt = AllocSetContextCreate(estate->es_query_cxt,
+											 "idempotency write",
+											 ALLOCSET_SMALL_SIZES);
 	table->estate = estate;
 }
 
@@ -481,7 +492,10 @@ build(IkTable *table, LOCKMODE lockmode)
 	table->nindexes = 0;
 	table->order_index = InvalidOid;
 	if (table->estate != NULL)
+	{
+		table->estate->es_query_cxt = table->query_cxt;
 		FreeExecutorState(table->estate);
+	}
 	table->estate = NULL;
 	if (table->cxt != NULL)
 		MemoryContextDelete(table->cxt);
