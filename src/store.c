@@ -404,7 +404,6 @@ writer_open(Writer *wr, text *scope, text *key, IkTable *table, Relation rel)
 {
 	EState	   *estate = table->estate;
 	ResultRelInfo *rri = table->rri;
-	MemoryContext oldcontext;
 
 	wr->scope = scope;
 	wr->key = key;
@@ -414,9 +413,7 @@ writer_open(Writer *wr, text *scope, text *key, IkTable *table, Relation rel)
 	wr->rri = rri;
 
 	estate->es_query_cxt = table->write_cxt;
-	oldcontext = MemoryContextSwitchTo(table->write_cxt);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	MemoryContextSwitchTo(oldcontext);
 	rri->ri_NumIndices = table->nindexes;
 	rri->ri_IndexRelationDescs = table->index_descs;
 	rri->ri_IndexRelationInfo = table->index_info;
