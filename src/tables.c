@@ -27,9 +27,10 @@
  * generated columns, a trigger's WHEN condition) it compiles into the
  * EState's query context: store.c points that at a context of its own for
  * the length of each write, so that it goes with the write instead of
- * piling up in the cache write after write.  All of it is dropped
- * when a relcache invalidation names the table or one of its indexes, and
- * rebuilt at the next open, after the table's lock is held, so that it
+ * piling up in the cache write after write.  All of it is dropped when a
+ * relcache invalidation names the table or one of its indexes, or when a
+ * function or type changes (a compiled expression may have inlined it),
+ * and rebuilt at the next open, after the table's lock is held, so that it
  * always matches the catalog the lock protects.
  *
  *-------------------------------------------------------------------------
@@ -189,10 +190,38 @@ invalidate_tables(Datum arg, Oid relid)
 		invalidate_table((IkTable *) lfirst(lc), relid);
 }
 
+/*
+ * Syscache callback of pg_proc and pg_type: the compiled expressions may
+ * have inlined an SQL function a DBA's CHECK or default calls, or hold
+ * what a type (a domain's constraints) was; CREATE OR REPLACE FUNCTION
+ * sends no relcache invalidation of the table.  Such changes are rare, so
+ * every written table is rebuilt, whichever function or type changed.
+ */
+static void
+invalidate_expressions(Datum arg, int cacheid, uint32 hashvalue)
+{
+	ListCell   *lc;
+
+	for (int t = 0; t < (int) lengthof(all_tables); t++)
+	{
+		if (all_tables[t]->written)
+			all_tables[t]->valid = false;
+	}
+	foreach(lc, shard_tables)
+	{
+		IkTable    *table = (IkTable *) lfirst(lc);
+
+		if (table->written)
+			table->valid = false;
+	}
+}
+
 void
 ik_tables_register_callbacks(void)
 {
 	CacheRegisterRelcacheCallback(invalidate_tables, (Datum) 0);
+	CacheRegisterSyscacheCallback(PROCOID, invalidate_expressions, (Datum) 0);
+	CacheRegisterSyscacheCallback(TYPEOID, invalidate_expressions, (Datum) 0);
 }
 
 static void drift(IkTable *table, const char *detail_fmt,...) pg_attribute_printf(2, 3);
