@@ -553,6 +553,7 @@ claim(FunctionCallInfo fcinfo)
 	switch (decide(&req, &row))
 	{
 		case CLAIM_REPLAY:
+			ik_store_fetch_reply(req.scope, req.key, &row);
 			ik_count(IK_CLAIMS_REPLAY, 1);
 			return claim_result(fcinfo, CLAIM_REPLAY, &row, row.created_at, NULL);
 

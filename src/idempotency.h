@@ -206,7 +206,8 @@ extern bool ik_extension_installed(void);
 typedef struct IkResponse
 {
 	int32		status;
-	Jsonb	   *headers;		/* NULL when SQL NULL */
+	Jsonb	   *headers;		/* NULL when SQL NULL; as stored (maybe a
+								 * TOAST pointer) when read */
 	Jsonb	   *body;
 } IkResponse;
 
@@ -269,6 +270,7 @@ typedef struct IkReapCandidate
 
 extern void ik_store_register_callbacks(void);
 extern void ik_store_lookup(text *scope, text *key, bool latest, IkRow *row);
+extern void ik_store_fetch_reply(text *scope, text *key, IkRow *row);
 extern void ik_store_insert(const IkWrite *w);
 extern IkLockResult ik_store_lock(text *scope, text *key, IkRow *row,
 								  int wait_ms);

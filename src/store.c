@@ -52,7 +52,9 @@
 #include "nodes/makefuncs.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/fmgroids.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
@@ -142,6 +144,20 @@ copy_varlena(IkTable *table, TupleTableSlot *slot, int column)
 	return isnull ? NULL : PG_DETOAST_DATUM_COPY(d);
 }
 
+/*
+ * A nullable varlena column copied as stored, or NULL for SQL NULL: a
+ * value moved out of line stays a TOAST pointer of a few bytes, fetched
+ * only if it is used (see decode_row()).
+ */
+static struct varlena *
+copy_stored(IkTable *table, TupleTableSlot *slot, int column)
+{
+	bool		isnull;
+	Datum		d = ik_table_value(table, slot, column, &isnull);
+
+	return isnull ? NULL : (struct varlena *) DatumGetPointer(datumCopy(d, false, -1));
+}
+
 static bool
 null_column(IkTable *table, TupleTableSlot *slot, int column)
 {
@@ -162,6 +178,12 @@ same_text(text *a, text *b)
  * Decode a row into *row, checking the table's invariants (the same as
  * its CHECK constraints, which a table from before version 0.2.0 does not
  * have).  Returns NULL, or what the row breaks.
+ *
+ * The stored reply, which may weigh megabytes, is neither fetched nor
+ * copied: its headers and body are kept as stored (a TOAST pointer stays
+ * one), since what a claim decides on is the fingerprint, the state, the
+ * windows and the lease, and the reaper deletes a row without reading its
+ * reply.  A replay fetches the reply once, with ik_store_fetch_reply().
  */
 static const char *
 decode_row(IkTable *table, TupleTableSlot *slot, IkRow *row)
@@ -203,12 +225,10 @@ decode_row(IkTable *table, TupleTableSlot *slot, IkRow *row)
 			!null_column(table, slot, IK_KEYS_LEASE_DURATION) ||
 			!null_column(table, slot, IK_KEYS_LEASE_EXPIRES_AT))
 			return "it is completed but has a lease";
-		row->response.headers = (Jsonb *) copy_varlena(table, slot,
-													   IK_KEYS_RESPONSE_HEADERS);
-		if (row->response.headers != NULL && !JB_ROOT_IS_OBJECT(row->response.headers))
-			return "its response_headers are not a JSON object";
-		row->response.body = (Jsonb *) copy_varlena(table, slot,
-													IK_KEYS_RESPONSE_BODY);
+		row->response.headers = (Jsonb *) copy_stored(table, slot,
+													  IK_KEYS_RESPONSE_HEADERS);
+		row->response.body = (Jsonb *) copy_stored(table, slot,
+												   IK_KEYS_RESPONSE_BODY);
 	}
 	else
 	{
@@ -260,6 +280,24 @@ raise_broken_row(text *scope, text *key, const char *problem)
 					text_to_cstring(key), text_to_cstring(scope)),
 			 errdetail("The row is unusable: %s.", problem),
 			 errhint("Correct or delete the row; the extension never writes such a row.")));
+}
+
+/*
+ * The reply of a completed row that a replay returns: its headers are
+ * fetched and checked here, its body is left as stored, for the claim's
+ * result to fetch once as it is formed.
+ */
+void
+ik_store_fetch_reply(text *scope, text *key, IkRow *row)
+{
+	Jsonb	   *headers = row->response.headers;
+
+	if (headers == NULL)
+		return;
+	headers = DatumGetJsonbP(PointerGetDatum(headers));
+	if (!JB_ROOT_IS_OBJECT(headers))
+		raise_broken_row(scope, key, "its response_headers are not a JSON object");
+	row->response.headers = headers;
 }
 
 /*
@@ -802,19 +840,33 @@ typedef struct ReapSource
 	TupleTableSlot *slot;
 	bool		has_row;		/* slot holds the next row, decoded in row */
 	IkRow		row;
+	MemoryContext row_cxt;		/* what decoding the row allocated */
 } ReapSource;
 
-/* Move a source to its next row past retention that decodes. */
+/*
+ * Move a source to its next row past retention that decodes.  What the
+ * rows scanned decode to goes with each row, so that a batch's memory does
+ * not grow with the rows it passes over (all of the table, without an
+ * index on retain_until).
+ */
 static void
 reap_source_next(ReapSource *src, TimestampTz now)
 {
+	MemoryContext oldcontext;
+
 	src->has_row = false;
 	while (src->iscan ?
 		   index_getnext_slot(src->iscan, ForwardScanDirection, src->slot) :
 		   table_scan_getnextslot(src->hscan, ForwardScanDirection, src->slot))
 	{
-		if (decode_row(src->table, src->slot, &src->row) != NULL ||
-			src->row.retain_until > now)
+		bool		usable;
+
+		MemoryContextReset(src->row_cxt);
+		oldcontext = MemoryContextSwitchTo(src->row_cxt);
+		usable = decode_row(src->table, src->slot, &src->row) == NULL &&
+			src->row.retain_until <= now;
+		MemoryContextSwitchTo(oldcontext);
+		if (!usable)
 			continue;
 		src->has_row = true;
 		return;
@@ -894,6 +946,9 @@ ik_store_reap_scan(TimestampTz now, TimestampTz *cursor, int limit,
 		ReapSource *src = (ReapSource *) lfirst(lc);
 
 		src->slot = table_slot_create(src->rel, NULL);
+		src->row_cxt = AllocSetContextCreate(CurrentMemoryContext,
+											 "idempotency reaped row",
+											 ALLOCSET_SMALL_SIZES);
 		if (ordered)
 		{
 			src->index = index_open(src->table->order_index, AccessShareLock);
@@ -946,7 +1001,8 @@ ik_store_reap_scan(TimestampTz now, TimestampTz *cursor, int limit,
 		c->tid = row->tid;
 		c->retain_until = row->retain_until;
 		c->completed = row->completed;
-		c->recovery_point = row->recovery_point;
+		c->recovery_point = row->recovery_point == NULL ? NULL :
+			DatumGetTextPCopy(PointerGetDatum(row->recovery_point));
 		if (!skip(skip_arg, c->keyhash, row->retain_until))
 			n++;
 		reap_source_next(src, now);
@@ -964,6 +1020,7 @@ ik_store_reap_scan(TimestampTz now, TimestampTz *cursor, int limit,
 		else
 			table_endscan(src->hscan);
 		ExecDropSingleTupleTableSlot(src->slot);
+		MemoryContextDelete(src->row_cxt);
 		table_close(src->rel, NoLock);
 	}
 	UnregisterSnapshot(snapshot);
