@@ -37,6 +37,7 @@
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
@@ -47,6 +48,7 @@ PG_FUNCTION_INFO_V1(idempotency_release);
 
 /* Columns of claim()'s result row. */
 #define CLAIM_NATTS 7
+#define CLAIM_NARGS 5			/* claim()'s arguments */
 
 /* Longest sleep between two looks at a durable claim a caller waits for. */
 #define LEASE_POLL_MAX_MS 100
@@ -581,6 +583,81 @@ claim(FunctionCallInfo fcinfo)
 }
 
 /*
+ * SELECT (idempotency.claim(...)).* is expanded by the planner into one
+ * call per output column, each its own copy of the call: the second one
+ * would find the claim the first made (IK409, "This transaction holds
+ * key") and count a phantom call.  The last claim is remembered while the
+ * memory of the row it was evaluated for lives (a reset of that memory
+ * forgets it), and a copy of the same call (another expression with the
+ * same arguments) in the same command returns the first result.  The
+ * arguments and the result are the caller's: they live exactly as long.
+ */
+typedef struct LastClaim
+{
+	MemoryContextCallback forget;
+	FmgrInfo   *flinfo;			/* the call that made it */
+	TimestampTz xact_start;
+	CommandId	cid;			/* the command id after it */
+	Datum		args[CLAIM_NARGS];
+	bool		argnull[CLAIM_NARGS];
+	Datum		result;
+} LastClaim;
+
+static LastClaim *last_claim = NULL;
+
+static void
+forget_last_claim(void *arg)
+{
+	if (last_claim == arg)
+		last_claim = NULL;
+}
+
+static bool
+repeats_last_claim(FunctionCallInfo fcinfo)
+{
+	static const int16 arglen[CLAIM_NARGS] = {-1, -1, -1,
+	sizeof(Interval), sizeof(Interval)};
+	LastClaim  *last = last_claim;
+
+	if (last == NULL || last->flinfo == fcinfo->flinfo ||
+		last->xact_start != GetCurrentTransactionStartTimestamp() ||
+		last->cid != GetCurrentCommandId(false) ||
+		fcinfo->nargs != CLAIM_NARGS ||
+		!equal(last->flinfo->fn_expr, fcinfo->flinfo->fn_expr))
+		return false;
+	for (int i = 0; i < CLAIM_NARGS; i++)
+	{
+		if (last->argnull[i] != PG_ARGISNULL(i))
+			return false;
+		if (!PG_ARGISNULL(i) &&
+			!datum_image_eq(last->args[i], PG_GETARG_DATUM(i), false,
+							arglen[i]))
+			return false;
+	}
+	return true;
+}
+
+static void
+remember_claim(FunctionCallInfo fcinfo, Datum result)
+{
+	LastClaim  *last = palloc(sizeof(LastClaim));
+
+	last->flinfo = fcinfo->flinfo;
+	last->xact_start = GetCurrentTransactionStartTimestamp();
+	last->cid = GetCurrentCommandId(false);
+	for (int i = 0; i < CLAIM_NARGS; i++)
+	{
+		last->argnull[i] = PG_ARGISNULL(i);
+		last->args[i] = PG_GETARG_DATUM(i);
+	}
+	last->result = result;
+	last->forget.func = forget_last_claim;
+	last->forget.arg = last;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, &last->forget);
+	last_claim = last;
+}
+
+/*
  * claim(scope text, key text, fingerprint bytea,
  *		 lease interval DEFAULT NULL, wait interval DEFAULT NULL)
  *
@@ -590,7 +667,14 @@ claim(FunctionCallInfo fcinfo)
 Datum
 idempotency_claim(PG_FUNCTION_ARGS)
 {
-	return ik_counted_call(claim, fcinfo, true);
+	Datum		result;
+
+	if (repeats_last_claim(fcinfo))
+		return last_claim->result;
+	result = ik_counted_call(claim, fcinfo, true);
+	if (fcinfo->flinfo->fn_expr != NULL && fcinfo->nargs == CLAIM_NARGS)
+		remember_claim(fcinfo, result);
+	return result;
 }
 
 /* The open claim of (scope, key) in this transaction, or IK428. */
