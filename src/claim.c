@@ -87,13 +87,6 @@ typedef struct ClaimRequest
 	IkPolicy	policy;
 } ClaimRequest;
 
-static bool
-same_bytes(bytea *a, bytea *b)
-{
-	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
-		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
-}
-
 /* timestamptz_to_str() reuses one buffer; messages need several at once */
 static char *
 time_str(TimestampTz t)
@@ -114,7 +107,7 @@ classify_row(const IkRow *row, const ClaimRequest *req)
 
 	if (req->now >= row->retain_until && !lease_live)
 		return ROW_GONE;
-	if (!same_bytes(row->fingerprint, req->fingerprint))
+	if (!ik_same_bytes(row->fingerprint, req->fingerprint))
 		return ROW_MISMATCH;
 	if (!row->completed)
 		return lease_live ? ROW_HELD : ROW_LAPSED;

@@ -86,6 +86,17 @@ extern int32 ik_arg_status(FunctionCallInfo fcinfo, int argno,
 extern void ik_check_argument_not_null(FunctionCallInfo fcinfo, int argno,
 									   const char *argname);
 
+/*
+ * Do two varlena values hold the same bytes?  Byte for byte, no collation:
+ * for names and fingerprints, which are never compressed or out of line.
+ */
+static inline bool
+ik_same_bytes(const struct varlena *a, const struct varlena *b)
+{
+	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
+		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
+}
+
 /* policy.c: mode, windows and 5xx rule of a scope */
 typedef enum IkMode
 {

@@ -167,13 +167,6 @@ null_column(IkTable *table, TupleTableSlot *slot, int column)
 	return isnull;
 }
 
-static bool
-same_text(text *a, text *b)
-{
-	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
-		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
-}
-
 /*
  * Decode a row into *row, checking the table's invariants (the same as
  * its CHECK constraints, which a table from before version 0.2.0 does not
@@ -397,8 +390,8 @@ ik_store_lookup(text *scope, text *key, bool latest, IkRow *row)
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		slot_getallattrs(slot);
-		if (!same_text(text_value(table, slot, IK_KEYS_SCOPE, &isnull), scope) ||
-			!same_text(text_value(table, slot, IK_KEYS_KEY, &isnull), key))
+		if (!ik_same_bytes(text_value(table, slot, IK_KEYS_SCOPE, &isnull), scope) ||
+			!ik_same_bytes(text_value(table, slot, IK_KEYS_KEY, &isnull), key))
 			continue;
 		problem = decode_row(table, slot, row);
 		break;
