@@ -184,7 +184,8 @@ ik_arg_interval_ms(FunctionCallInfo fcinfo, int argno, const char *argname,
 		ereport(ERROR,
 				(errcode(ERRCODE_IK_INVALID_ARGUMENT),
 				 errmsg("argument \"%s\" is too long", argname),
-				 errdetail("The limit is %d milliseconds.", INT_MAX)));
+				 errdetail("The limit is 24 days 20:31:23.647 (%d milliseconds), the longest lock timeout.",
+						   INT_MAX)));
 	return ms;
 }
 
