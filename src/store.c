@@ -489,6 +489,8 @@ writer_close(Writer *wr)
 	{
 		ik_index_insert_cleanup(wr->rri->ri_IndexRelationDescs[i],
 								wr->rri->ri_IndexRelationInfo[i]);
+		/* its memory is the write's, reset below */
+		wr->rri->ri_IndexRelationInfo[i]->ii_AmCache = NULL;
 		index_close(wr->rri->ri_IndexRelationDescs[i], NoLock);
 		wr->rri->ri_IndexRelationDescs[i] = NULL;
 	}

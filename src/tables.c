@@ -25,9 +25,11 @@
  * checks, and a claim inserts once per transaction.  What the executor
  * compiles lazily for one statement's result relation (the expressions of
  * generated columns, a trigger's WHEN condition) it compiles into the
- * EState's query context: store.c points that at a context of its own for
- * the length of each write, so that it goes with the write instead of
- * piling up in the cache write after write.  All of it is dropped when a
+ * EState's query context, and what an index access method keeps for one
+ * statement's inserts (BRIN's and GIN's insert state) into the IndexInfo's
+ * context: both are a context of the writes' own, which store.c resets
+ * after each write, so that it goes with the write instead of piling up in
+ * the cache write after write.  All of it is dropped when a
  * relcache invalidation names the table or one of its indexes, or when a
  * function or type changes (a compiled expression may have inlined it),
  * and rebuilt at the next open, after the table's lock is held, so that it
@@ -424,6 +426,10 @@ build_executor_state(IkTable *table, Relation rel)
 	RangeTblEntry *rte;
 	int			i = 0;
 
+	table->query_cxt = estate->es_query_cxt;
+	table->write_cxt = AllocSetContextCreate(estate->es_query_cxt,
+											 "idempotency write",
+											 ALLOCSET_SMALL_SIZES);
 	table->nindexes = list_length(indexes);
 	table->index_oids = palloc0(sizeof(Oid) * Max(table->nindexes, 1));
 	table->index_info = palloc0(sizeof(IndexInfo *) * Max(table->nindexes, 1));
@@ -431,6 +437,9 @@ build_executor_state(IkTable *table, Relation rel)
 	{
 		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
 		IndexInfo  *info = BuildIndexInfo(index);
+
+		/* what an index AM keeps across one write's inserts (BRIN, GIN) */
+		info->ii_Context = table->write_cxt;
 
 		if (info->ii_Expressions != NIL)
 			info->ii_ExpressionsState = ExecPrepareExprList(info->ii_Expressions,
@@ -497,10 +506,6 @@ build_executor_state(IkTable *table, Relation rel)
 											  &TTSOpsHeapTuple);
 	/* made now, so that it lives in the query context, not a write's */
 	(void) GetPerTupleExprContext(estate);
-	table->query_cxt = estate->es_query_cxt;
-	table->write_cxt = AllocSetContextCreate(estate->es_query_cxt,
-											 "idempotency write",
-											 ALLOCSET_SMALL_SIZES);
 	table->estate = estate;
 }
 
