@@ -28,15 +28,21 @@ BENCH_SMOKE = BENCH_ROUNDS=1 BENCH_SECONDS=1 BENCH_CLIENTS='1 8' \
 	BENCH_SCALE_ROWS=100000 BENCH_DC_SECONDS=5 BENCH_RESULTS=bench/results/smoke
 
 .PHONY: bench bench-smoke bench-scope-stats bench-callgrind bench-reaper bench-upgrade
+#> bench bench the full benchmark against the alternatives, about 25 minutes (bench/results/)
 bench:
 	$(BENCH_ENV) $(BENCH_PRIVATE) bash bench/run.sh
+#> bench bench-smoke the same, a second per case (CI)
 bench-smoke:
 	$(BENCH_ENV) $(BENCH_SMOKE) $(BENCH_PRIVATE) bash bench/run.sh
+#> bench bench-scope-stats ext-new with the per-scope statistics against the build without them
 bench-scope-stats:
 	$(BENCH_ENV) bash bench/scope-stats-cost.sh
+#> bench bench-callgrind instructions per transaction of each case, under callgrind
 bench-callgrind:
 	$(BENCH_ENV) $(BENCH_PRIVATE) bash -c '$(MAKE) --no-print-directory install >/dev/null && bash bench/callgrind.sh'
+#> bench bench-reaper claims' latency while the reaper deletes 10 million expired keys
 bench-reaper:
 	$(BENCH_ENV) $(BENCH_PRIVATE) bash bench/reaper.sh
+#> bench bench-upgrade the locks ALTER EXTENSION UPDATE from 0.1.0 holds on 10 million keys
 bench-upgrade:
 	$(BENCH_ENV) $(BENCH_PRIVATE) bash bench/upgrade-lock.sh

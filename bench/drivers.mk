@@ -22,6 +22,7 @@ BENCH_DRIVER_CFLAGS = -O2 -Wall -Wextra -Werror -pthread \
 BENCH_DRIVER_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq -lhiredis -lm
 
 .PHONY: bench-drivers
+#> bench bench-drivers the benchmark's C drivers (bench/redisfront, bench/doublecharge)
 bench-drivers: $(BENCH_DRIVERS)
 
 $(BENCH_DRIVERS): bench/%: bench/%.c bench/driver.c bench/driver.h \

@@ -19,9 +19,12 @@ FUZZ_WHAT ?= all
 FUZZ_ENV = MAKE='$(MAKE)' PG_CONFIG='$(PG_CONFIG)' FUZZ_SECONDS='$(FUZZ_SECONDS)' FUZZ_SEED='$(FUZZ_SEED)'
 
 .PHONY: fuzz fuzz-sqlsmith fuzz-api
+#> test fuzz sqlsmith and the API fuzzer side by side (FUZZ_SECONDS each, default 60)
 fuzz:
 	$(FUZZ_ENV) FUZZ_WHAT='$(FUZZ_WHAT)' bash fuzz/run.sh
+#> test fuzz-sqlsmith sqlsmith alone
 fuzz-sqlsmith:
 	$(FUZZ_ENV) FUZZ_WHAT=sqlsmith bash fuzz/run.sh
+#> test fuzz-api the API fuzzer fuzz/ikfuzz alone
 fuzz-api:
 	$(FUZZ_ENV) FUZZ_WHAT=api bash fuzz/run.sh

@@ -4,11 +4,15 @@
 #   - the version is idempotency.control's default_version; META.json (the release and
 #     what it provides), debian/changelog (the upstream part of the package version) and
 #     README.md ("The current release is **X.Y.Z**", and every archive or package file
-#     name it mentions) must say the same, and its install script must exist;
+#     name it mentions) must say the same, and its install script must be the one
+#     scripts/install-script.sh builds; released scripts are byte for byte as released
+#     (scripts/released.sha256);
 #   - the license is the PostgreSQL License in LICENSE; META.json says "postgresql",
 #     debian/copyright says PostgreSQL with the same text, README.md's License section
 #     names it;
 #   - META.json's prerequisites are PostgreSQL 15 and the control file's `requires`;
+#   - `make help` lists every make target (scripts/help.sh --check);
+#   - no file of src/ calls, however far round, a file that calls it (scripts/src-graph.pl);
 #   - in a git checkout, `make dist` gives dist/idempotency-X.Y.Z.zip, whose files are the
 #     committed tree under idempotency-X.Y.Z/, and which builds with PGXS.
 # Prints one line per check and "check-release: N passed, M failed" last.
@@ -28,8 +32,15 @@ version=$(sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" idempotency.control
 [[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] ||
   { echo "check-release: no X.Y.Z default_version in idempotency.control ('$version')" >&2; exit 1; }
 echo "check-release: idempotency.control says $version"
-[ -f "idempotency--$version.sql" ] && pass "the install script idempotency--$version.sql exists" ||
-  fail "no install script idempotency--$version.sql for default_version $version"
+if bash scripts/install-script.sh "$version" | cmp -s - "idempotency--$version.sql"; then
+  pass "the install script idempotency--$version.sql is built from its sources (scripts/install-script.sh)"
+else
+  fail "idempotency--$version.sql is missing or not what scripts/install-script.sh builds: run make"
+fi
+# Released scripts stay byte for byte as released: users' catalogs came from them.
+while read -r sum file; do
+  check "$file is as released" "$sum" "$(sha256sum "$file" 2>/dev/null | cut -c1-64)"
+done <scripts/released.sha256
 
 # --- META.json -----------------------------------------------------------------------------
 meta() {  # meta PERL-EXPRESSION-OVER-$m
@@ -83,6 +94,16 @@ if sed -n '/^## License/,/^## /p' README.md | grep -q 'PostgreSQL License'; then
 else
   fail "README.md has no License section naming the PostgreSQL License"
 fi
+
+# --- make help ---------------------------------------------------------------------------------
+# Every target of the Makefile and its included files has its line in `make help`.
+if out=$(bash scripts/help.sh --check 2>&1); then pass "make help lists every target: $out"
+else fail "make help: $(printf '%s' "$out" | tr '\n' ';')"; fi
+
+# --- src/ has no circle ------------------------------------------------------------------------
+# No file of src/ calls a file that calls it back, however far round (scripts/src-graph.pl).
+if out=$(perl scripts/src-graph.pl 2>&1); then pass "$out"
+else fail "$(printf '%s' "$out" | tr '\n' ';')"; fi
 
 # --- the release archive -------------------------------------------------------------------------
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && command -v unzip >/dev/null; then

@@ -10,8 +10,10 @@
 idempotency_citus_saved_goal := $(.DEFAULT_GOAL)
 
 .PHONY: test-citus bench-citus
+#> test test-citus t/citus/ against the installed Citus; skips, passing, without one
 test-citus:
 	MAKE='$(MAKE)' PG_CONFIG='$(PG_CONFIG)' bash scripts/test-citus.sh
+#> bench bench-citus the Citus baseline against the installed Citus (bench/results/citus.md)
 bench-citus:
 	MAKE='$(MAKE)' PG_CONFIG='$(PG_CONFIG)' bash scripts/test-citus.sh --bench
 

@@ -14,8 +14,10 @@
 idempotency_indent_saved_goal := $(.DEFAULT_GOAL)
 
 .PHONY: indent check-indent
+#> develop indent PostgreSQL's pgindent over src/ in place
 indent:
 	bash scripts/pgindent.sh
+#> develop check-indent the same on a copy: fails, with the diff, if a file would change
 check-indent:
 	bash scripts/pgindent.sh --check
 

@@ -20,25 +20,30 @@
 # Do not take over the default goal, wherever this file is included.
 idempotency_release_saved_goal := $(.DEFAULT_GOAL)
 
-EXTVERSION = $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" $(srcdir)/idempotency.control)
-
 .PHONY: pg18 test-pg18 test-upgrade deb test-deb dist check-release
+#> release pg18 PostgreSQL 18 from ../shared/toolchain, built once and cached
 pg18:
 	bash scripts/toolchain.sh postgresql-18 --link /usr/local/pgsql-18
+#> test test-pg18 the whole suite on PostgreSQL 18 with assertions, the fuzz smoke, pg_upgrade from 15
 test-pg18:
 	bash scripts/test-cassert.sh --pg 18
+#> test test-upgrade only the pg_upgrade test: 15 to 18, --copy and --link
 test-upgrade:
 	SUITES=upgrade bash scripts/test-cassert.sh --pg 18
+#> release deb the Debian package, into dist/
 deb:
 	bash scripts/deb.sh build
+#> release test-deb the Debian package built, installed with dpkg, tested
 test-deb:
 	bash scripts/deb.sh test
+#> release dist the PGXN archive dist/idempotency-VERSION.zip
 dist:
 	@test -n "$(EXTVERSION)" || { echo "no default_version in idempotency.control" >&2; exit 1; }
 	mkdir -p dist
 	git archive --format=zip --prefix=idempotency-$(EXTVERSION)/ \
 		--output=dist/idempotency-$(EXTVERSION).zip HEAD
 	@echo "dist/idempotency-$(EXTVERSION).zip"
+#> release check-release the version and license said alike everywhere, and the archive
 check-release:
 	bash scripts/check-release.sh
 

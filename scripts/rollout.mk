@@ -9,6 +9,7 @@
 idempotency_rollout_saved_goal := $(.DEFAULT_GOAL)
 
 .PHONY: rollout-report
+#> use rollout-report which shadowed scopes enforcing would affect (SHADOW_SINCE=..., DB=...)
 rollout-report:
 	PG_CONFIG='$(PG_CONFIG)' SHADOW_SINCE='$(SHADOW_SINCE)' ROLLOUT_DB='$(DB)' \
 		bash scripts/rollout-report.sh

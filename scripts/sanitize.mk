@@ -16,10 +16,13 @@ idempotency_saved_goal := $(.DEFAULT_GOAL)
 IDEMPOTENCY_TEST_SCRIPT = $(if $(filter-out 0,$(SANITIZE)),scripts/test-sanitize.sh,scripts/test.sh)
 
 .PHONY: test-cassert test-sanitize test-valgrind
+#> test test-cassert the whole suite on an assert-enabled PostgreSQL 15, logs scanned
 test-cassert:
 	bash scripts/test-cassert.sh
+#> test test-sanitize the same with the extension built with ASan and UBSan
 test-sanitize:
 	bash scripts/test-sanitize.sh
+#> test test-valgrind the same with the server under valgrind memcheck (slow)
 test-valgrind:
 	bash scripts/test-valgrind.sh
 

@@ -47,7 +47,7 @@ SELECT idempotency.checkpoint('dm', 'k3', 'authorized', :'t');
 SELECT idempotency.complete('dm', 'k3', 201, lease_token => :'t');
 SELECT idempotency.release('dm', 'k3', :'t');
 SELECT count(*) AS rows_for_k3 FROM idempotency.keys WHERE scope = 'dm' AND key = 'k3';
--- an enforced claim's token is a version 4 UUID, and a token that holds
+-- an enforced claim's token is a version 7 UUID, and a token that holds
 -- nothing in an enforced scope is still IK428
 BEGIN;
 SELECT substr(lease_token::text, 15, 1) AS enforced_token_version

@@ -2,7 +2,7 @@
 -- way a role can set one: SET, SET LOCAL, a function's SET clause,
 -- set_config(), and ALTER ROLE ... SET on itself.  A setting that could
 -- weaken a guarantee is the superuser's alone: the windows (ttl, retain),
--- the rollout (mode, enforce_percent), the fingerprint secret, the key-lock
+-- the rollout (mode, enforce_percent), the fingerprint secrets, the key-lock
 -- limit, the TRUNCATE permit and the reaper's batch.  Only lock_timeout,
 -- which makes a claim wait longer, is the application's.  The reaper's
 -- databases and naptime are set in the server's configuration alone.
@@ -28,6 +28,7 @@ SELECT name, CASE name
   FROM pg_settings WHERE name LIKE 'idempotency.%'
 UNION ALL
 VALUES ('idempotency.fingerprint_secret', 'guess'),
+       ('idempotency.fingerprint_secret_previous', 'guess'),
        ('idempotency.downstream_secret', 'guess');
 GRANT SELECT ON guc_value TO idem_guc_app;
 

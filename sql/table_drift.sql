@@ -2,7 +2,8 @@
 -- says what differs, never a crash or garbage: a column of another type,
 -- a NOT NULL dropped, a column renamed, the primary key dropped, UNLOGGED,
 -- a BEFORE row trigger (even disabled), a rule, a DBA's NOT NULL column
--- without a default.
+-- without a default, a copy renamed into the table's place, the TRUNCATE
+-- guard dropped or weakened.
 -- What a DBA may do keeps working: a column added and dropped again, an
 -- extra nullable column, or one with a default, which inserts fill.
 -- Each change is made in a transaction that is rolled back, except where
@@ -83,6 +84,34 @@ BEGIN;
 ALTER TABLE idempotency.keys ADD COLUMN ticket int NOT NULL DEFAULT 0;
 ALTER TABLE idempotency.keys ALTER COLUMN ticket DROP DEFAULT;
 SELECT pg_temp.payment('k1');
+ROLLBACK;
+
+-- A copy renamed into its place: same shape, but not the extension's
+-- member (pg_dump would not dump its rows as the extension's data) and
+-- without the TRUNCATE guard.  The session has used the table before.
+BEGIN;
+CREATE TABLE idempotency.keys_new (LIKE idempotency.keys INCLUDING ALL);
+INSERT INTO idempotency.keys_new SELECT * FROM idempotency.keys;
+ALTER TABLE idempotency.keys RENAME TO keys_old;
+ALTER TABLE idempotency.keys_new RENAME TO keys;
+SELECT pg_temp.payment('k-before');
+SELECT pg_temp.payment('k1');
+ROLLBACK;
+SELECT pg_temp.payment('k-before');
+
+-- The TRUNCATE guard dropped, disabled, or no longer ALWAYS (a replica
+-- role would pass it).
+BEGIN;
+DROP TRIGGER keys_truncate_guard ON idempotency.keys;
+SELECT pg_temp.payment('k-before');
+ROLLBACK;
+BEGIN;
+ALTER TABLE idempotency.keys DISABLE TRIGGER keys_truncate_guard;
+SELECT pg_temp.payment('k-before');
+ROLLBACK;
+BEGIN;
+ALTER TABLE idempotency.keys ENABLE TRIGGER keys_truncate_guard;
+SELECT pg_temp.payment('k-before');
 ROLLBACK;
 
 -- Nothing of the above was stored; the table works as before.

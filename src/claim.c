@@ -3,27 +3,66 @@
  * claim.c
  *	  claim(), complete() and release(): the Idempotency-Key protocol.
  *
- * A claim first reads the key's row without any lock.  A completed row
- * inside its replay window is a replay, served from that read alone;
- * past the window it is a tombstone (IK410) until its retention ends.
- * Only a key with no live row takes the per-key lock (keylock.c) and reads
- * again, because the holder it may have waited for can have committed a
- * row in between.  If the row is still absent the claim is 'new': without
- * a lease nothing is written yet, complete() writes the one row, and the
- * lock keeps duplicates out until the transaction ends.  With a lease the
- * claim writes a row in progress at once (lease.c has the rest of durable
- * claims); a lapsed lease is resumed by the next claim, which locks the
- * row and looks again before it takes over, so that it never takes a
- * lease its holder has just renewed and returns the recovery point that
- * was committed when it took over.  A live lease wins over every window:
- * such a row is never answered 'new', replaced or reaped.
+ * decide() is the claim proper, in four named steps.
  *
- * Under REPEATABLE READ and SERIALIZABLE the second read cannot see a row
- * committed after the transaction's snapshot, so it is made with a fresh
- * snapshot instead; a row that the transaction's snapshot does not show
- * means the caller raced another request, and the claim fails with a
- * serialization error for the caller to retry (and then replay), as
- * PostgreSQL does for a concurrent update.
+ * 1. The judge, judge_row(): a pure decision from one row version read
+ *    (no row, or one past retention and not under a live lease: 'gone';
+ *    another fingerprint: IK422; a durable claim in progress: 'held' while
+ *    its lease is live on the wall clock, else 'lapsed'; a completed row:
+ *    a tombstone, IK410, past its replay window, else 'replay').  A live
+ *    lease wins over every window: such a row is never answered 'new',
+ *    replaced or reaped.
+ *
+ * 2. The key-lock wait, wait_for_key().  Under READ COMMITTED, when the
+ *    key's lock (keylock.c) is free, it is taken and the row read once
+ *    under it.  Otherwise the row is read without any lock; 'replay' and
+ *    'held' are answered from that read, and for the rest the claim waits
+ *    for the key's lock (until its deadline, else IK409) and reads again,
+ *    because the holder it waited for can have committed a row in between.
+ *    A claim takes the key's lock at most once, and keeps it until it
+ *    returns, except for a replay, which gives it back: a replay takes no
+ *    lock and writes nothing.
+ *
+ * 3. The lapsed-lease takeover, take_over_lapsed(), holding the key's
+ *    lock, so that no other claim races it; the lease's holder may, by
+ *    renewing (checkpoint()) or finishing its claim.  In a subtransaction
+ *    the claim locks the row (waiting for the holder's open transaction,
+ *    until the deadline, else IK409) and judges the version it locked.
+ *    Still 'lapsed': it takes the claim over under a new token, with the
+ *    recovery point committed by then, and keeps the subtransaction, so
+ *    the row lock and the write stay until its transaction ends ('resume').
+ *    Anything else rolls the subtransaction back, which gives back the row
+ *    lock at once, and the verdict goes on: 'held' to the poll loop,
+ *    'replay' to a replay, 'gone' to a new claim; a row deleted meanwhile
+ *    sends the claim back to step 2.
+ *
+ * 4. The poll loop, poll_live_lease(), for a live lease, whose holder has
+ *    no transaction to wait on: sleep (doubling from 1 ms to 100 ms, until
+ *    the deadline, else IK409), read again without any row lock, until the
+ *    version read is not 'held'; then back to step 2.  The key's lock, if
+ *    the claim has it, is kept, so that other duplicates queue behind it;
+ *    the lease's holder never needs it.
+ *
+ * So a claim never holds a row lock on a version whose lease is live, and
+ * a holder that checkpoints or completes inside its lease (lease.c locks
+ * the row, never the key) waits at most for another claim's step 3 to
+ * judge a version, and always succeeds.  Only 'new' (the key's lock) and
+ * 'resume' (the key's lock and the row's) return holding locks.
+ *
+ * If the row is absent the claim is 'new': without a lease nothing is
+ * written yet, complete() writes the one row, and the key's lock keeps
+ * duplicates out until the transaction ends.  With a lease the claim
+ * writes a row in progress at once (lease.c has the rest of durable
+ * claims).
+ *
+ * Under REPEATABLE READ and SERIALIZABLE the reads after a wait cannot use
+ * the transaction's snapshot, which does not show a row committed after
+ * it, so they are made with a fresh snapshot; a row that the transaction's
+ * snapshot does not show (step 2), a row changed under the snapshot (the
+ * row lock of step 3), or another version in a poll (step 4) means the
+ * caller raced another request, and the claim fails with a serialization
+ * error for the caller to retry (and then replay), as PostgreSQL does for
+ * a concurrent update.
  *
  *-------------------------------------------------------------------------
  */
@@ -107,7 +146,7 @@ classify_row(const IkRow *row, const ClaimRequest *req)
 
 	if (req->now >= row->retain_until && !lease_live)
 		return ROW_GONE;
-	if (!ik_same_bytes(row->fingerprint, req->fingerprint))
+	if (!ik_fingerprint_matches(row->fingerprint, req->fingerprint))
 		return ROW_MISMATCH;
 	if (!row->completed)
 		return lease_live ? ROW_HELD : ROW_LAPSED;
@@ -199,103 +238,204 @@ sleep_before_next_look(TimestampTz deadline, int *nap_ms)
 	return true;
 }
 
+/* The key's lock, as far as one claim took it. */
+typedef struct KeyHold
+{
+	bool		held;
+	bool		newly;			/* what ik_lock_key() said */
+} KeyHold;
+
+static void
+let_go_of_key(const ClaimRequest *req, KeyHold *hold)
+{
+	if (hold->held)
+		ik_unlock_key(req->keyhash, hold->newly);
+	hold->held = false;
+}
+
 /*
- * The claim proper.  Returns CLAIM_REPLAY with the row to replay, or
- * CLAIM_NEW or CLAIM_RESUME holding the key's lock; for CLAIM_NEW,
- * row->found says whether a row past retention must be overwritten.
+ * The key-lock wait.  Read the key's row and judge it; a row that a
+ * claim may write (none, one past retention, a lapsed lease) is read
+ * again under the key's lock, taken once per claim and waited for until
+ * deadline, because the holder waited for may have committed a row in
+ * between.  A completed row replays from the first read, without the
+ * lock, and a live lease goes to the poll loop, with the lock if this
+ * claim has it by then.  *seen is the version the first read found, which
+ * under REPEATABLE READ is the transaction snapshot's (READ COMMITTED,
+ * which polls with a fresh snapshot, does not use it).
+ */
+static RowVerdict
+wait_for_key(const ClaimRequest *req, IkRow *row, IkRow *seen, KeyHold *hold,
+			 TimestampTz deadline)
+{
+	bool		xact_snapshot = IsolationUsesXactSnapshot();
+	RowVerdict	verdict;
+
+	if (!xact_snapshot && !hold->held)
+		hold->held = ik_lock_key(req->keyhash, 0, &hold->newly);
+	if (!xact_snapshot && hold->held)
+	{
+		/*
+		 * READ COMMITTED with the key's lock: one read is enough.  Only a
+		 * holder of the lock writes the key's row, and the holder before us
+		 * has ended, so a fresh snapshot shows whatever it committed.
+		 */
+		ik_store_lookup(req->scope, req->key, false, row);
+		return row->found ? judge_row(row, req) : ROW_GONE;
+	}
+
+	/* The key is taken, or the snapshot is the transaction's: read first. */
+	ik_store_lookup(req->scope, req->key, false, seen);
+	verdict = seen->found ? judge_row(seen, req) : ROW_GONE;
+	*row = *seen;
+	if (verdict == ROW_REPLAY || verdict == ROW_HELD)
+		return verdict;
+	if (!hold->held)
+	{
+		if (!ik_lock_key(req->keyhash, ms_left(deadline), &hold->newly))
+			raise_in_progress(req, "Another transaction");
+		hold->held = true;
+	}
+	ik_store_lookup(req->scope, req->key, xact_snapshot, row);
+	if (row->found && xact_snapshot &&
+		(!seen->found || row->xmin != seen->xmin))
+		raise_serialization_failure(req);
+	return row->found ? judge_row(row, req) : ROW_GONE;
+}
+
+/* A lapsed-lease takeover, run in a subtransaction. */
+typedef struct TakeOver
+{
+	const ClaimRequest *req;
+	IkRow	   *row;			/* the lapsed version; then the one locked */
+	int			wait_ms;		/* for the row's lock */
+	pg_uuid_t  *token;			/* the new holder's, once taken over */
+	IkLockResult locked;
+	RowVerdict	verdict;		/* of the version locked */
+} TakeOver;
+
+static bool
+lock_and_take_over(void *arg)
+{
+	TakeOver   *t = (TakeOver *) arg;
+	const ClaimRequest *req = t->req;
+
+	t->locked = ik_store_lock(req->scope, req->key, t->row, t->wait_ms);
+	if (t->locked != IK_ROW_LOCKED)
+		return false;
+	t->verdict = judge_row(t->row, req);
+	if (t->verdict != ROW_LAPSED)
+		return false;
+	ik_lease_take_over(req->scope, req->key, t->row, t->token,
+					   req->durable ? req->lease_ms : t->row->lease_ms);
+	return true;
+}
+
+/*
+ * The lapsed-lease takeover, holding the key's lock, so that no other
+ * claim races us; the lease's holder may, by renewing or finishing its
+ * claim.  In a subtransaction, lock the row, waiting until deadline, and
+ * judge the version locked: a lease still lapsed is taken over, with the
+ * recovery point committed by then, and the subtransaction, its row lock
+ * with it, is kept.  Anything else rolls the subtransaction back, which
+ * gives back the row lock at once: a claim never keeps a row lock on a
+ * version whose lease is live (its holder's next checkpoint() or
+ * complete() would wait for us, then find its lease taken over), nor on a
+ * completed one it replays.  Returns false when the row went meanwhile;
+ * else *verdict is the locked version's, ROW_LAPSED once taken over.
+ */
+static bool
+take_over_lapsed(const ClaimRequest *req, IkRow *row, pg_uuid_t *token,
+				 TimestampTz deadline, RowVerdict *verdict)
+{
+	TakeOver	t;
+	ErrorData  *edata;
+	bool		taken;
+
+	t.req = req;
+	t.row = row;
+	t.wait_ms = ms_left(deadline);
+	t.token = token;
+	t.locked = IK_ROW_GONE;
+	t.verdict = ROW_GONE;
+	edata = ik_try_keep(lock_and_take_over, &t, &taken);
+	if (edata != NULL)
+		ReThrowError(edata);
+	if (t.locked == IK_ROW_BUSY)
+		raise_in_progress(req, "The durable claim's holder");
+	*verdict = t.verdict;
+	return t.locked == IK_ROW_LOCKED;
+}
+
+/*
+ * The poll loop, for a live lease, whose holder has no transaction to
+ * wait on: sleep, then read again without any row lock, until the
+ * version read is not under a live lease or the deadline has passed.  The
+ * key's lock, if this claim has it, is kept, so that other duplicates
+ * queue behind this one; the lease's holder does not need it.  Under
+ * REPEATABLE READ the transaction's snapshot will not show the end, and a
+ * fresh one that shows another version than *seen means the claim raced
+ * the holder.
+ */
+static void
+poll_live_lease(const ClaimRequest *req, IkRow *row, const IkRow *seen,
+				TimestampTz deadline, int *nap_ms)
+{
+	bool		xact_snapshot = IsolationUsesXactSnapshot();
+
+	do
+	{
+		if (!sleep_before_next_look(deadline, nap_ms))
+			raise_in_progress(req, "A durable claim with a live lease");
+		ik_store_lookup(req->scope, req->key, xact_snapshot, row);
+		if (xact_snapshot && (!row->found || row->xmin != seen->xmin))
+			raise_serialization_failure(req);
+	} while (row->found && judge_row(row, req) == ROW_HELD);
+}
+
+/*
+ * The claim proper: the key-lock wait, then for a lapsed lease the
+ * takeover, and for a live one the poll loop, after which the key is
+ * looked at again.  Returns CLAIM_REPLAY with the row to replay, holding
+ * no lock; CLAIM_NEW holding the key's lock, with row->found saying
+ * whether a row past retention must be overwritten; or CLAIM_RESUME
+ * holding the key's lock and the row's, taken over under *token.
  */
 static ClaimOutcome
-decide(const ClaimRequest *req, IkRow *row)
+decide(const ClaimRequest *req, IkRow *row, pg_uuid_t *token)
 {
 	TimestampTz deadline = ik_time_plus_ms(GetCurrentTimestamp(),
 										   req->wait_ms);
 	int			nap_ms = 1;
+	KeyHold		hold = {false, false};
 	IkRow		seen;
 	RowVerdict	verdict;
-	bool		newly;
 
 	for (;;)
 	{
-		if (!IsolationUsesXactSnapshot() && ik_lock_key(req->keyhash, 0, &newly))
-		{
-			/*
-			 * READ COMMITTED and the key is free: lock it, then read once.
-			 * Only a holder of the lock writes the key's row, and the holder
-			 * before us has ended, so a fresh snapshot shows whatever it
-			 * committed.  A replay lets go of the lock at once, so that
-			 * replays of one key never queue behind each other.
-			 */
-			ik_store_lookup(req->scope, req->key, false, row);
-			verdict = row->found ? judge_row(row, req) : ROW_GONE;
-			if (verdict == ROW_REPLAY)
-				ik_unlock_key(req->keyhash, newly);
-		}
-		else
-		{
-			/*
-			 * The key is taken (or the snapshot is the transaction's): read
-			 * first, since a completed row replays without the lock, then
-			 * wait for the lock and read again.
-			 */
-			ik_store_lookup(req->scope, req->key, false, &seen);
-			verdict = seen.found ? judge_row(&seen, req) : ROW_GONE;
-			*row = seen;
-			if (verdict != ROW_REPLAY && verdict != ROW_HELD)
-			{
-				if (!ik_lock_key(req->keyhash, ms_left(deadline), &newly))
-					raise_in_progress(req, "Another transaction");
+		verdict = wait_for_key(req, row, &seen, &hold, deadline);
+		if (verdict == ROW_LAPSED &&
+			!take_over_lapsed(req, row, token, deadline, &verdict))
+			continue;			/* released meanwhile: look again */
 
-				ik_store_lookup(req->scope, req->key, IsolationUsesXactSnapshot(), row);
-				if (row->found && IsolationUsesXactSnapshot() &&
-					(!seen.found || row->xmin != seen.xmin))
-					raise_serialization_failure(req);
-				verdict = row->found ? judge_row(row, req) : ROW_GONE;
-			}
-		}
-
-		if (verdict == ROW_LAPSED)
+		switch (verdict)
 		{
-			/*
-			 * We hold the key's lock, so no other claim races us; the lease's
-			 * holder may, by renewing or finishing its claim.  Lock the row
-			 * and judge the version we locked: take over only a lease that is
-			 * still lapsed, with the recovery point committed by then.
-			 */
-			switch (ik_store_lock(req->scope, req->key, row, ms_left(deadline)))
-			{
-				case IK_ROW_LOCKED:
-					verdict = judge_row(row, req);
-					break;
-				case IK_ROW_GONE:
-					continue;	/* released meanwhile: look again */
-				case IK_ROW_BUSY:
-					raise_in_progress(req, "The durable claim's holder");
-			}
-			if (verdict == ROW_LAPSED)
+			case ROW_GONE:
+				return CLAIM_NEW;
+			case ROW_LAPSED:
 				return CLAIM_RESUME;
-		}
-		if (verdict == ROW_GONE)
-			return CLAIM_NEW;
-		if (verdict == ROW_REPLAY)
-			return CLAIM_REPLAY;
-
-		/*
-		 * ROW_HELD, a live lease: look again until it ends.  If we hold the
-		 * key's lock by now, we keep it, so that other duplicates queue
-		 * behind us; the lease's holder does not need it.  Under REPEATABLE
-		 * READ the transaction's snapshot will not show the end, and a fresh
-		 * one that does means the claim raced the holder.
-		 */
-		do
-		{
-			if (!sleep_before_next_look(deadline, &nap_ms))
-				raise_in_progress(req, "A durable claim with a live lease");
-			if (!IsolationUsesXactSnapshot())
+			case ROW_REPLAY:
+				let_go_of_key(req, &hold);
+				return CLAIM_REPLAY;
+			case ROW_HELD:
+				poll_live_lease(req, row, &seen, deadline, &nap_ms);
 				break;
-			ik_store_lookup(req->scope, req->key, true, row);
-			if (!row->found || row->xmin != seen.xmin)
-				raise_serialization_failure(req);
-		} while (judge_row(row, req) == ROW_HELD);
+			case ROW_MISMATCH:
+			case ROW_EXPIRED:
+				/* judge_row() raised these */
+				elog(ERROR, "unexpected verdict %d on an idempotency key",
+					 (int) verdict);
+		}
 	}
 }
 
@@ -370,6 +510,25 @@ row_gone(const IkRow *row, TimestampTz now)
 }
 
 /*
+ * A durable claim nobody finished is replaced: record it for
+ * reconciliation in this transaction (store.c).
+ */
+static void
+record_replaced(const IkWrite *w, const IkRow *old)
+{
+	IkAbandoned a;
+
+	a.scope = w->scope;
+	a.key = w->key;
+	a.recovery_point = old->recovery_point;
+	a.lease_token = old->lease_token;
+	a.first_seen = old->created_at;
+	a.lease_expires_at = old->lease_expires_at;
+	a.how = "replaced";
+	ik_store_record_abandoned(&a);
+}
+
+/*
  * Write the row of a key this transaction holds the lock of.  With
  * replace, a row past retention was there at the claim: it is replaced if
  * it still is (the reaper may have deleted it since), once locked and seen
@@ -394,6 +553,8 @@ write_claimed_row(const IkWrite *w, bool replace, TimestampTz now)
 								text_to_cstring(w->key)),
 						 errdetail("The durable claim of key \"%s\" in scope \"%s\" was renewed by its holder after its retention had ended.",
 								   text_to_cstring(w->key), text_to_cstring(w->scope))));
+			if (!old.completed)
+				record_replaced(w, &old);
 			ik_store_update(w->scope, w->key, &old, w);
 			return;
 		}
@@ -413,7 +574,7 @@ start_durable_claim(const ClaimRequest *req, bool replace)
 	w.key = req->key;
 	w.fingerprint = req->fingerprint;
 	w.completed = false;
-	ik_new_lease_token(&w.lease_token, true);
+	ik_new_lease_token(&w.lease_token, true, req->policy.cache_5xx);
 	w.lease_ms = req->lease_ms;
 	w.lease_expires_at = ik_time_plus_ms(GetCurrentTimestamp(), req->lease_ms);
 	w.created_at = req->now;
@@ -482,7 +643,7 @@ unrecorded_token(const ClaimRequest *req)
 	if (!req->durable)
 		return NULL;
 	token = palloc(sizeof(pg_uuid_t));
-	ik_new_lease_token(token, false);
+	ik_new_lease_token(token, false, false);
 	return token;
 }
 
@@ -496,7 +657,7 @@ claim(FunctionCallInfo fcinfo)
 	bool		holds_lock;
 	IkClaim    *mine;
 	IkRow		row;
-	pg_uuid_t  *token;
+	pg_uuid_t	resumed;
 
 	ik_require_writable("idempotency.claim()");
 
@@ -545,7 +706,7 @@ claim(FunctionCallInfo fcinfo)
 	if (mine != NULL && mine->closed_subid == InvalidSubTransactionId)
 		raise_in_progress(&req, "This transaction");
 
-	switch (decide(&req, &row))
+	switch (decide(&req, &row, &resumed))
 	{
 		case CLAIM_REPLAY:
 			ik_store_fetch_reply(req.scope, req.key, &row);
@@ -553,12 +714,9 @@ claim(FunctionCallInfo fcinfo)
 			return claim_result(fcinfo, CLAIM_REPLAY, &row, row.created_at, NULL);
 
 		case CLAIM_RESUME:
-			token = palloc(sizeof(pg_uuid_t));
-			ik_new_lease_token(token, true);
-			ik_lease_take_over(req.scope, req.key, &row, token,
-							   req.durable ? req.lease_ms : row.lease_ms);
 			ik_count(IK_CLAIMS_RESUME, 1);
-			return claim_result(fcinfo, CLAIM_RESUME, &row, row.created_at, token);
+			return claim_result(fcinfo, CLAIM_RESUME, &row, row.created_at,
+								&resumed);
 
 		case CLAIM_NEW:
 			break;
@@ -737,17 +895,6 @@ store_response(IkClaim *claim, const IkResponse *response)
 	return true;
 }
 
-/* complete() with a lease token: a durable claim, in any transaction. */
-static const char *
-complete_durable(text *scope, text *key, pg_uuid_t *token,
-				 const IkResponse *response)
-{
-	IkPolicy	policy;
-
-	ik_policy_for(scope, &policy);
-	return ik_lease_complete(scope, key, token, response, policy.cache_5xx);
-}
-
 /*
  * complete(scope text, key text, response_status int,
  *			response_body jsonb DEFAULT NULL,
@@ -766,12 +913,13 @@ complete(FunctionCallInfo fcinfo)
 	IkResponse	response = arg_response(fcinfo);
 	IkClaim    *claim;
 	const char *result;
+	bool		freed = false;
 
 	ik_scope_call_scope(scope);
 	ik_require_writable("idempotency.complete()");
 
 	if (!PG_ARGISNULL(5))
-		result = complete_durable(scope, key, PG_GETARG_UUID_P(5), &response);
+		result = ik_lease_complete(scope, key, PG_GETARG_UUID_P(5), &response);
 	else
 	{
 		claim = open_claim_or_error(scope, key, "complete");
@@ -780,8 +928,11 @@ complete(FunctionCallInfo fcinfo)
 		else if (store_response(claim, &response))
 			result = "stored";
 		else
+		{
 			result = "released";
-		ik_claim_close(claim);
+			freed = true;
+		}
+		ik_claim_close(claim, freed);
 	}
 	PG_RETURN_TEXT_P(cstring_to_text(result));
 }
@@ -803,7 +954,7 @@ release(FunctionCallInfo fcinfo)
 	ik_require_writable("idempotency.release()");
 
 	if (PG_ARGISNULL(2))
-		ik_claim_close(open_claim_or_error(scope, key, "release"));
+		ik_claim_close(open_claim_or_error(scope, key, "release"), true);
 	else
 		ik_lease_release(scope, key, PG_GETARG_UUID_P(2));
 	ik_count(IK_RELEASES, 1);

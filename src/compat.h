@@ -16,6 +16,7 @@
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
 #include "nodes/parsenodes.h"
+#include "utils/guc.h"
 #if PG_VERSION_NUM >= 160000
 #include "parser/parse_relation.h"
 #endif
@@ -41,11 +42,26 @@
  * up to 15, the GUC module's own allocator from 16.
  */
 #if PG_VERSION_NUM >= 160000
+#define ik_guc_malloc(n)	guc_malloc(LOG, (n))
 #define ik_guc_strdup(s)	guc_strdup(LOG, (s))
 #define ik_guc_free(p)		guc_free(p)
 #else
+#define ik_guc_malloc(n)	malloc(n)
 #define ik_guc_strdup(s)	strdup(s)
 #define ik_guc_free(p)		free(p)
+#endif
+
+/*
+ * search_path = pg_catalog, pg_temp at the current GUC nest level, as
+ * maintenance commands run a table's code: 17 named it RestrictSearchPath().
+ */
+#if PG_VERSION_NUM >= 170000
+#define ik_restrict_search_path() RestrictSearchPath()
+#else
+#define ik_restrict_search_path() \
+	((void) set_config_option("search_path", "pg_catalog, pg_temp", \
+							  PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, \
+							  true, 0, false))
 #endif
 
 /* 17 lets an index AM release what it kept across inserts (BRIN does). */

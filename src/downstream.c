@@ -9,7 +9,8 @@
  * downstream key is that key, derived from the request, so that every
  * attempt at it, whoever makes it and whenever, sends the processor the
  * same key: HMAC-SHA256, under idempotency.downstream_secret, of the
- * scope, the key, the request's fingerprint and a purpose (authorize,
+ * scope, the key, the request's fingerprint (the one its key's row was
+ * claimed with, under a rotated fingerprint secret) and a purpose (authorize,
  * capture, refund: one request makes several calls), as a prefix code.
  * It is printed as "ikd1_" and the first 160 bits in lower-case base32,
  * 37 characters, which every processor's key format accepts.
@@ -35,6 +36,24 @@ PG_FUNCTION_INFO_V1(idempotency_downstream_key);
 static const char base32[] = "abcdefghijklmnopqrstuvwxyz234567";
 
 /*
+ * The fingerprint to derive from: the one the key's row was claimed with
+ * when the given one is of the same request (ik_fingerprint_matches(): the
+ * same bytes, or the same request under a rotated fingerprint secret), so
+ * that a rotation during a durable claim changes no downstream key; the
+ * given one when the key has no row, or a row of another request.
+ */
+static bytea *
+claimed_fingerprint(text *scope, text *key, bytea *given)
+{
+	IkRow		row;
+
+	ik_store_lookup(scope, key, false, &row);
+	if (row.found && ik_fingerprint_matches(row.fingerprint, given))
+		return row.fingerprint;
+	return given;
+}
+
+/*
  * downstream_key(scope text, key text, fingerprint bytea, purpose text)
  * RETURNS text
  */
@@ -51,14 +70,18 @@ downstream_key(FunctionCallInfo fcinfo)
 	char		out[sizeof(DOWNSTREAM_PREFIX) + DOWNSTREAM_BITS / 5];
 	int			n = 0;
 
-	if (ik_downstream_key[0] == '\0')
+	const char *secret = ik_secret_value(ik_downstream_secret,
+										 "idempotency.downstream_secret");
+
+	if (secret[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("idempotency.downstream_secret is not set"),
 				 errdetail("Downstream keys are derived under a secret of their own, which must never change."),
 				 errhint("Set idempotency.downstream_secret once, in postgresql.conf of every node, with the library preloaded.")));
 
-	hasher_init(&h, ik_downstream_key);
+	fingerprint = claimed_fingerprint(scope, key, fingerprint);
+	hasher_init(&h, secret);
 	hasher_add(&h, "IKd1", 4);
 	hasher_chunk(&h, 's', VARDATA_ANY(scope), VARSIZE_ANY_EXHDR(scope));
 	hasher_chunk(&h, 'k', VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));

@@ -125,7 +125,8 @@ arg_method(FunctionCallInfo fcinfo, int argno)
 }
 
 static bytea *
-fingerprint_request(text *method, text *path, Jsonb *body)
+fingerprint_request_under(const char *secret, text *method, text *path,
+						  Jsonb *body)
 {
 	Hasher		h;
 	int			mlen = VARSIZE_ANY_EXHDR(method);
@@ -134,12 +135,106 @@ fingerprint_request(text *method, text *path, Jsonb *body)
 	for (int i = 0; i < mlen; i++)
 		upper[i] = pg_ascii_toupper(VARDATA_ANY(method)[i]);
 
-	hasher_init(&h, ik_fingerprint_key);
+	hasher_init(&h, secret);
 	hasher_add(&h, "IKv1", 4);
 	hasher_chunk(&h, 'm', upper, mlen);
 	hasher_chunk(&h, 'p', VARDATA_ANY(path), VARSIZE_ANY_EXHDR(path));
 	hash_jsonb(&h, body);
 	return hasher_finish(&h);
+}
+
+/*
+ * While a rotation runs, a claim must know a retry of a request first
+ * claimed under the previous secret; but it gets only the fingerprint
+ * under the current one, and cannot compute another from it.  So each
+ * fingerprint this session computes while a previous secret is set is
+ * remembered with the one under the previous secret, and claim() asks
+ * (ik_fingerprint_matches()) whether the fingerprint it was given is one
+ * of those whose previous form is the stored one.  A fingerprint made
+ * elsewhere is not known here, and matches only itself: that can refuse a
+ * retry (IK422), never make two requests one.  claim(...,
+ * fingerprint(...)) in one statement, as the README shows, is always
+ * known.  The entries are the last few, for the claims of one statement
+ * or transaction.
+ */
+#define ROTATION_MEMO_SIZE 64
+
+typedef struct RotationMemo
+{
+	uint8		current[PG_SHA256_DIGEST_LENGTH];
+	uint8		previous[PG_SHA256_DIGEST_LENGTH];
+} RotationMemo;
+
+static RotationMemo rotation_memo[ROTATION_MEMO_SIZE];
+static int	rotation_memo_used = 0;
+static int	rotation_memo_next = 0;
+
+static void
+remember_previous(const bytea *current, const bytea *previous)
+{
+	RotationMemo *m = &rotation_memo[rotation_memo_next];
+
+	memcpy(m->current, VARDATA(current), PG_SHA256_DIGEST_LENGTH);
+	memcpy(m->previous, VARDATA(previous), PG_SHA256_DIGEST_LENGTH);
+	rotation_memo_next = (rotation_memo_next + 1) % ROTATION_MEMO_SIZE;
+	if (rotation_memo_used < ROTATION_MEMO_SIZE)
+		rotation_memo_used++;
+}
+
+static const char *
+current_secret(void)
+{
+	return ik_secret_value(ik_fingerprint_secret,
+						   "idempotency.fingerprint_secret");
+}
+
+/* The previous secret, or NULL when no rotation runs. */
+static const char *
+previous_secret(void)
+{
+	const char *previous = ik_secret_value(ik_fingerprint_secret_previous,
+										   "idempotency.fingerprint_secret_previous");
+
+	return previous[0] != '\0' ? previous : NULL;
+}
+
+/*
+ * Whether a claim's fingerprint is that of the request a row was stored
+ * for: the same bytes, or, while a rotation runs, a fingerprint this
+ * session computed whose form under the previous secret is the stored one.
+ */
+bool
+ik_fingerprint_matches(const bytea *stored, const bytea *given)
+{
+	if (ik_same_bytes(stored, given))
+		return true;
+	if (VARSIZE_ANY_EXHDR(stored) != PG_SHA256_DIGEST_LENGTH ||
+		VARSIZE_ANY_EXHDR(given) != PG_SHA256_DIGEST_LENGTH ||
+		previous_secret() == NULL)
+		return false;
+	for (int i = 0; i < rotation_memo_used; i++)
+	{
+		const RotationMemo *m = &rotation_memo[i];
+
+		if (memcmp(m->current, VARDATA_ANY(given), PG_SHA256_DIGEST_LENGTH) == 0 &&
+			memcmp(m->previous, VARDATA_ANY(stored), PG_SHA256_DIGEST_LENGTH) == 0)
+			return true;
+	}
+	return false;
+}
+
+static bytea *
+fingerprint_request(text *method, text *path, Jsonb *body)
+{
+	bytea	   *fingerprint = fingerprint_request_under(current_secret(),
+														method, path, body);
+	const char *previous = previous_secret();
+
+	if (previous != NULL)
+		remember_previous(fingerprint,
+						  fingerprint_request_under(previous, method, path,
+													body));
+	return fingerprint;
 }
 
 /* fingerprint(method text, path text, body jsonb) */
@@ -208,12 +303,22 @@ fingerprint_bytes(FunctionCallInfo fcinfo)
 {
 	bytea	   *body;
 	Hasher		h;
+	bytea	   *fingerprint;
+	const char *previous;
 
 	ik_check_argument_not_null(fcinfo, 0, "body");
 	body = PG_GETARG_BYTEA_PP(0);
-	hasher_init(&h, ik_fingerprint_key);
+	hasher_init(&h, current_secret());
 	hasher_add(&h, VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body));
-	PG_RETURN_BYTEA_P(hasher_finish(&h));
+	fingerprint = hasher_finish(&h);
+	previous = previous_secret();
+	if (previous != NULL)
+	{
+		hasher_init(&h, previous);
+		hasher_add(&h, VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body));
+		remember_previous(fingerprint, hasher_finish(&h));
+	}
+	PG_RETURN_BYTEA_P(fingerprint);
 }
 
 Datum

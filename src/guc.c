@@ -10,6 +10,7 @@
 #include <limits.h>
 
 #include "compat.h"
+#include "access/parallel.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 
@@ -47,19 +48,34 @@ bool		ik_citus_distributed = false;
 
 /*
  * The secrets: the key of the HMAC-SHA256 fingerprints (empty means plain
- * SHA-256), and that of the downstream keys.  Nobody reads them back,
- * superusers included: GUC_SUPERUSER_ONLY alone still shows them to
- * members of pg_read_all_settings, a role monitoring users are commonly
- * given.  Nor are they ever written to the server log: a reload that
- * changes a setting's value logs the new value, so the value a secret's
- * setting shows is always empty, and the secret itself is kept in the
- * setting's extra by check_secret(), from where the assign hooks publish
- * it as ik_fingerprint_key and ik_downstream_key.
+ * SHA-256), the previous one while a rotation runs, and that of the
+ * downstream keys.  Nobody reads them back, superusers included:
+ * GUC_SUPERUSER_ONLY alone still shows them to members of
+ * pg_read_all_settings, a role monitoring users are commonly given.  Nor
+ * are they ever written to the server log: a reload that changes a
+ * setting's value logs the line of the file, so the value a secret's
+ * setting holds is always empty (no reload changes it), and the secret
+ * itself is kept in the setting's extra by check_secret(), from where the
+ * assign hooks publish it.
+ *
+ * That empty value and its source are all a parallel worker gets of the
+ * leader's setting: a worker that restores a setting the leader has from
+ * anywhere but the default cannot tell a secret from none, and then
+ * refuses to hash (ik_secret_value()) rather than hash without it.
  */
+struct IkSecret
+{
+	bool		unknown;		/* a parallel worker's: the leader has one */
+	char		value[FLEXIBLE_ARRAY_MEMBER];	/* "" when none */
+};
+
 static char *fingerprint_secret_setting = NULL;
+static char *fingerprint_secret_previous_setting = NULL;
 static char *downstream_secret_setting = NULL;
-const char *ik_fingerprint_key = "";
-const char *ik_downstream_key = "";
+static const IkSecret no_secret = {false};
+const IkSecret *ik_fingerprint_secret = &no_secret;
+const IkSecret *ik_fingerprint_secret_previous = &no_secret;
+const IkSecret *ik_downstream_secret = &no_secret;
 
 /* The background reaper. */
 char	   *ik_reaper_databases = NULL;
@@ -70,7 +86,11 @@ int			ik_reaper_rows_per_second = 20000;
 static bool
 check_secret(char **newval, void **extra, GucSource source)
 {
-	char	   *secret = ik_guc_strdup(*newval);
+	bool		unknown = InitializingParallelWorker &&
+		source != PGC_S_DEFAULT;
+	const char *value = unknown ? "" : *newval;
+	IkSecret   *secret = ik_guc_malloc(offsetof(IkSecret, value) +
+									   strlen(value) + 1);
 	char	   *shown = ik_guc_strdup("");
 
 	if (secret == NULL || shown == NULL)
@@ -79,6 +99,8 @@ check_secret(char **newval, void **extra, GucSource source)
 		ik_guc_free(shown);
 		return false;
 	}
+	secret->unknown = unknown;
+	strcpy(secret->value, value);
 	ik_guc_free(*newval);
 	*newval = shown;
 	*extra = secret;
@@ -88,25 +110,55 @@ check_secret(char **newval, void **extra, GucSource source)
 static void
 assign_fingerprint_secret(const char *newval, void *extra)
 {
-	ik_fingerprint_key = extra ? (const char *) extra : "";
+	ik_fingerprint_secret = extra ? (const IkSecret *) extra : &no_secret;
+}
+
+static void
+assign_fingerprint_secret_previous(const char *newval, void *extra)
+{
+	ik_fingerprint_secret_previous = extra ?
+		(const IkSecret *) extra : &no_secret;
 }
 
 static void
 assign_downstream_secret(const char *newval, void *extra)
 {
-	ik_downstream_key = extra ? (const char *) extra : "";
+	ik_downstream_secret = extra ? (const IkSecret *) extra : &no_secret;
 }
 
+/* What SHOW says of a secret: only whether one is set. */
 static const char *
 show_fingerprint_secret(void)
 {
-	return ik_fingerprint_key[0] == '\0' ? "" : "********";
+	return ik_fingerprint_secret->value[0] == '\0' ? "" : "********";
+}
+
+static const char *
+show_fingerprint_secret_previous(void)
+{
+	return ik_fingerprint_secret_previous->value[0] == '\0' ? "" : "********";
 }
 
 static const char *
 show_downstream_secret(void)
 {
-	return ik_downstream_key[0] == '\0' ? "" : "********";
+	return ik_downstream_secret->value[0] == '\0' ? "" : "********";
+}
+
+/*
+ * The key a secret's setting holds, "" for none.  In a parallel worker
+ * whose leader has a secret, an error: its value does not reach workers.
+ */
+const char *
+ik_secret_value(const IkSecret *secret, const char *name)
+{
+	if (secret->unknown)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s is not available in a parallel worker", name),
+				 errdetail("The secret is never passed to parallel workers, and nothing is hashed without it."),
+				 errhint("ALTER EXTENSION idempotency UPDATE marks the functions PARALLEL RESTRICTED, so that they run in the leader; until then, SET max_parallel_workers_per_gather = 0.")));
+	return secret->value;
 }
 
 void
@@ -151,7 +203,7 @@ ik_define_gucs(void)
 	DefineCustomIntVariable("idempotency.retain",
 							"Retention of a key, counted from its first claim.",
 							"Between the replay window and retention a claim raises IK410; "
-							"after it the key is new. Must not be shorter than idempotency.ttl.",
+							"after it the key is new. A shorter one than idempotency.ttl is raised to it, with a WARNING.",
 							&ik_retain_s,
 							7 * 24 * 60 * 60, 1, INT_MAX,
 							PGC_SUSET,
@@ -217,6 +269,18 @@ ik_define_gucs(void)
 							   GUC_NOT_IN_SAMPLE,
 							   check_secret, assign_fingerprint_secret,
 							   show_fingerprint_secret);
+
+	DefineCustomStringVariable("idempotency.fingerprint_secret_previous",
+							   "Previous key of the HMAC-SHA256 request fingerprints, while a rotation runs.",
+							   "A retry whose fingerprint under it matches the stored one is the same request. "
+							   "Keep it for idempotency.retain after changing the secret, then drop it.",
+							   &fingerprint_secret_previous_setting,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL |
+							   GUC_NOT_IN_SAMPLE,
+							   check_secret, assign_fingerprint_secret_previous,
+							   show_fingerprint_secret_previous);
 
 	DefineCustomStringVariable("idempotency.downstream_secret",
 							   "Key of the downstream keys sent to payment processors.",

@@ -16,6 +16,7 @@
 #include "datatype/timestamp.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
+#include "portability/instr_time.h"
 #include "storage/itemptr.h"
 #include "storage/lockdefs.h"
 #include "utils/relcache.h"
@@ -53,8 +54,14 @@
 extern int	ik_lock_timeout_ms;
 extern int	ik_ttl_s;
 extern int	ik_retain_s;
-extern const char *ik_fingerprint_key;
-extern const char *ik_downstream_key;
+typedef struct IkSecret IkSecret;
+extern const IkSecret *ik_fingerprint_secret;
+extern const IkSecret *ik_fingerprint_secret_previous;
+extern const IkSecret *ik_downstream_secret;
+extern const char *ik_secret_value(const IkSecret *secret, const char *name);
+
+/* fingerprint.c */
+extern bool ik_fingerprint_matches(const bytea *stored, const bytea *given);
 extern int	ik_mode;
 extern int	ik_enforce_percent;
 extern char *ik_reaper_databases;
@@ -161,6 +168,20 @@ typedef enum IkPoliciesColumn
 	IK_POLICIES_NCOLUMNS
 } IkPoliciesColumn;
 
+/* Columns of idempotency.abandoned_claims (0.3.0 on). */
+typedef enum IkAbandonedColumn
+{
+	IK_ABANDONED_SCOPE,
+	IK_ABANDONED_KEY,
+	IK_ABANDONED_RECOVERY_POINT,
+	IK_ABANDONED_LEASE_TOKEN,
+	IK_ABANDONED_FIRST_SEEN,
+	IK_ABANDONED_LEASE_EXPIRES_AT,
+	IK_ABANDONED_ABANDONED_AT,
+	IK_ABANDONED_HOW,
+	IK_ABANDONED_NCOLUMNS
+} IkAbandonedColumn;
+
 typedef struct IkTable
 {
 	/* what the table must be */
@@ -201,10 +222,14 @@ typedef struct IkTable
 	struct ResultRelInfo *rri;	/* its one result relation */
 	Relation   *index_descs;	/* its indexes, opened by each write */
 	TupleTableSlot *new_row;	/* the row a write makes */
+	bool		runs_code;		/* a write may run a DBA's trigger or function
+								 * (owner.c) */
 } IkTable;
 
 extern IkTable ik_keys_table;
 extern IkTable ik_policies_table;
+extern IkTable ik_abandoned_table;
+extern bool ik_abandoned_table_exists(void);
 extern void ik_tables_register_callbacks(void);
 extern Relation ik_table_open(IkTable *table, LOCKMODE lockmode);
 extern IkTable *ik_shard_table(const IkTable *shell, Oid relid,
@@ -212,6 +237,18 @@ extern IkTable *ik_shard_table(const IkTable *shell, Oid relid,
 extern Datum ik_table_value(const IkTable *table, TupleTableSlot *slot,
 							int column, bool *isnull);
 extern bool ik_extension_installed(void);
+
+/* owner.c: a table's attached code run as its owner, safely */
+typedef struct IkOwnerContext
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} IkOwnerContext;
+extern void ik_owner_enter(IkOwnerContext *ctx, Oid owner);
+extern void ik_owner_leave(IkOwnerContext *ctx);
+extern bool ik_calls_user_code(Node *node, void *context);
+extern void ik_owner_check_temp_objects(const char *relname);
 
 /* store.c: the one storage path of idempotency.keys */
 typedef struct IkResponse
@@ -277,7 +314,22 @@ typedef struct IkReapCandidate
 	text	   *scope;
 	text	   *key;
 	text	   *recovery_point;
+	pg_uuid_t	lease_token;	/* the rest: durable claims in progress */
+	TimestampTz created_at;
+	TimestampTz lease_expires_at;
 } IkReapCandidate;
+
+/* A durable claim nobody finished, as idempotency.abandoned_claims keeps it. */
+typedef struct IkAbandoned
+{
+	text	   *scope;
+	text	   *key;
+	text	   *recovery_point; /* NULL when never recorded */
+	pg_uuid_t	lease_token;
+	TimestampTz first_seen;
+	TimestampTz lease_expires_at;
+	const char *how;			/* "reaped" or "replaced" */
+} IkAbandoned;
 
 extern void ik_store_register_callbacks(void);
 extern void ik_store_lookup(text *scope, text *key, bool latest, IkRow *row);
@@ -295,9 +347,11 @@ extern int	ik_store_reap_scan(TimestampTz now, TimestampTz *cursor,
 							   void *skip_arg);
 extern int	ik_store_reap_delete(IkReapCandidate *candidates, int n,
 								 bool *deleted);
+extern bool ik_store_record_abandoned(const IkAbandoned *a);
 
 /* lease.c: durable claims */
-extern void ik_new_lease_token(pg_uuid_t *token, bool recorded);
+extern void ik_new_lease_token(pg_uuid_t *token, bool recorded,
+							   bool cache_5xx);
 extern TimestampTz ik_retention_for_lease(TimestampTz created_at,
 										  TimestampTz expires_at,
 										  TimestampTz retain_until,
@@ -306,11 +360,10 @@ extern void ik_row_to_write(text *scope, text *key, const IkRow *row,
 							IkWrite *w);
 extern const char *ik_lease_complete(text *scope, text *key,
 									 const pg_uuid_t *token,
-									 const IkResponse *response,
-									 bool cache_5xx);
+									 const IkResponse *response);
 extern void ik_lease_release(text *scope, text *key, const pg_uuid_t *token);
 extern void ik_lease_take_over(text *scope, text *key, const IkRow *locked,
-							   const pg_uuid_t *token, int64 lease_ms);
+							   pg_uuid_t *token, int64 lease_ms);
 
 /* xactstate.c: the claims this transaction holds open */
 typedef struct IkClaim
@@ -322,6 +375,7 @@ typedef struct IkClaim
 	IkPolicy	policy;			/* as it was at the claim */
 	bool		replace;		/* a reaped-to-be row must be overwritten */
 	bool		holds_lock;		/* of the key: shadowed claims may not */
+	bool		freed;			/* closed by release() or a 5xx complete() */
 	SubTransactionId opened_subid;	/* subtransaction that claimed it */
 	SubTransactionId closed_subid;	/* subtransaction that closed it, or
 									 * InvalidSubTransactionId while open */
@@ -332,66 +386,93 @@ extern IkClaim *ik_claim_find(text *scope, text *key);
 extern IkClaim *ik_claim_open(text *scope, text *key, bytea *fingerprint,
 							  TimestampTz created_at, const IkPolicy *policy,
 							  bool replace, bool holds_lock);
-extern void ik_claim_close(IkClaim *claim);
+extern void ik_claim_close(IkClaim *claim, bool freed);
 
 
-/* stats.c: counters in shared memory (preloaded library only) */
+/* The counters (counters.h has the list). */
 typedef enum IkCounter
 {
-	IK_CLAIMS_NEW,
-	IK_CLAIMS_REPLAY,
-	IK_CLAIMS_RESUME,
-	IK_ERRORS_IK400,
-	IK_ERRORS_IK409,
-	IK_ERRORS_IK410,
-	IK_ERRORS_IK422,
-	IK_ERRORS_IK428,
-	IK_COMPLETIONS,
-	IK_RELEASES,
-	IK_RELEASES_5XX,
-	IK_SHADOW_WOULD_REPLAY,
-	IK_SHADOW_WOULD_CONFLICT,
-	IK_SHADOW_WOULD_IK422,
-	IK_SHADOW_WOULD_IK410,
-	IK_REAPED_ROWS,
-	IK_ABANDONED_CLAIMS,
-	IK_REAPER_RUNS,				/* also sets last_reap */
-	IK_REAPER_SKIPPED_ROWS,
+#define IK_DATABASE(name, column, sqlstate) IK_##name,
+#define IK_BOTH(name, column, sqlstate, offence) IK_##name,
+#define IK_SCOPE(name, column, offence)
+#include "counters.h"
+#undef IK_DATABASE
+#undef IK_BOTH
+#undef IK_SCOPE
 	IK_NUM_COUNTERS
 } IkCounter;
 
-extern void ik_stats_install_hooks(void);
+typedef enum IkScopeCounter
+{
+#define IK_DATABASE(name, column, sqlstate)
+#define IK_BOTH(name, column, sqlstate, offence) IK_SCOPE_##name,
+#define IK_SCOPE(name, column, offence) IK_SCOPE_##name,
+#include "counters.h"
+#undef IK_DATABASE
+#undef IK_BOTH
+#undef IK_SCOPE
+	IK_SCOPE_NUM_COUNTERS
+} IkScopeCounter;
+
+/* named_row.c: rows of the statistics functions, filled by column name */
+typedef struct IkNamedValue
+{
+	const char *name;
+	Datum		value;
+	bool		isnull;
+} IkNamedValue;
+
+extern void ik_named(IkNamedValue *row, int *n, const char *name,
+					 Datum value, bool isnull);
+extern void ik_fill_by_name(TupleDesc desc, const IkNamedValue *row, int n,
+							const char *funcname, Datum *values, bool *nulls);
+
+/* counting.c: what the SQL-callable functions count */
 extern void ik_count(IkCounter counter, uint64 n);
 extern void ik_count_error(int sqlerrcode);
 extern Datum ik_counted_call(PGFunction fn, FunctionCallInfo fcinfo,
 							 bool is_claim);
-
-/* scope_stats.c: per-scope counters in shared memory (preloaded library only) */
-typedef enum IkScopeCounter
-{
-	IK_SCOPE_CLAIMS_NEW,
-	IK_SCOPE_CLAIMS_REPLAY,
-	IK_SCOPE_CLAIMS_RESUME,
-	IK_SCOPE_CLAIMS_SHADOW,		/* of the new ones, those made in shadow */
-	IK_SCOPE_ERRORS_IK409,
-	IK_SCOPE_ERRORS_IK410,
-	IK_SCOPE_ERRORS_IK422,
-	IK_SCOPE_ERRORS_IK428,
-	IK_SCOPE_RELEASES_5XX,
-	IK_SCOPE_SHADOW_WOULD_REPLAY,
-	IK_SCOPE_SHADOW_WOULD_CONFLICT,
-	IK_SCOPE_SHADOW_WOULD_IK422,
-	IK_SCOPE_SHADOW_WOULD_IK410,
-	IK_SCOPE_NUM_COUNTERS
-} IkScopeCounter;
-
-extern void ik_scope_stats_install_hooks(void);
-extern text *ik_scope_call_begin(void);
-extern void ik_scope_call_end(text *outer);
 extern void ik_scope_call_scope(text *scope);
-extern void ik_scope_count_counter(IkCounter counter, uint64 n);
 extern void ik_scope_count_call(IkScopeCounter counter);
 extern void ik_scope_count(text *scope, IkScopeCounter counter);
+
+/* stats.c: counters per database in shared memory (preloaded library only) */
+extern void ik_stats_install_hooks(void);
+extern void ik_stats_prepare(void);
+extern void ik_stats_add(IkCounter counter, uint64 n);
+extern void ik_stats_add_latency(instr_time started);
+
+/* scope_stats.c: counters per scope in shared memory (preloaded library only) */
+typedef struct IkScopeStatsEntry
+{
+	Oid			dboid;
+	int			encoding;		/* of the scope's bytes: its database's */
+	uint32		len;
+	char		scope[IK_MAX_NAME_BYTES];
+	TimestampTz tracked_since;
+	TimestampTz last_seen;
+	uint64		counters[IK_SCOPE_NUM_COUNTERS];
+} IkScopeStatsEntry;
+
+typedef struct IkScopeStatsInfo
+{
+	int			max_entries;
+	uint64		entries;
+	uint64		evictions;
+	uint64		evictions_with_errors;
+	TimestampTz last_eviction;	/* 0 if none */
+	uint64		shared_memory_bytes;
+	TimestampTz stats_reset;
+} IkScopeStatsInfo;
+
+extern void ik_scope_stats_install_hooks(void);
+extern bool ik_scope_stats_enabled(void);
+extern void ik_scope_stats_require(void);
+extern void ik_scope_stats_add(text *scope, const uint32 *counts);
+extern IkScopeStatsEntry *ik_scope_stats_copy(Oid dboid, int *n);
+extern void ik_scope_stats_read_info(IkScopeStatsInfo *info);
+extern void ik_scope_stats_reset_all(void);
+extern void ik_scope_stats_reset_scope(text *scope);
 
 /* oncommit.c: what counts only once it committed */
 extern void ik_count_on_commit(IkCounter counter, uint64 n);
@@ -400,6 +481,8 @@ extern void ik_register_oncommit_callbacks(void);
 
 /* subxact.c: surviving an error */
 extern ErrorData *ik_try(void (*step) (void *arg), void *arg);
+extern ErrorData *ik_try_keep(bool (*step) (void *arg), void *arg,
+							  bool *kept);
 extern bool ik_within_lock_timeout(void (*step) (void *arg), void *arg,
 								   int wait_ms);
 
@@ -407,8 +490,9 @@ extern bool ik_within_lock_timeout(void (*step) (void *arg), void *arg,
 #define IK_REAPER_RUN_MS	2000	/* longest run of the background reaper */
 extern bool ik_reap_run(TimestampTz deadline, TimestampTz *cursor);
 
-/* reaper.c: the background reaper (preloaded library only) */
+/* reap_skips.c: the rows the reaper could not delete (preloaded library only) */
 #define IK_REAPER_SKIP_SLOTS 256	/* undeletable rows kept per database */
+#define IK_REAPER_DATABASES 32	/* databases the background reaper serves */
 
 typedef struct IkReapSkip
 {
@@ -417,10 +501,15 @@ typedef struct IkReapSkip
 	TimestampTz retry_at;
 } IkReapSkip;
 
+extern void ik_reap_skips_install_hooks(void);
+extern void ik_reap_skips_keep(Oid dboid);
+extern void ik_reap_skips_forget(Oid dboid);
+extern int	ik_reap_skipped_rows(IkReapSkip *skipped, TimestampTz now);
+extern void ik_reap_skip_row(const IkReapSkip *row);
+
+/* reaper.c: the background reaper (preloaded library only) */
 extern bool ik_check_reaper_databases(char **newval, void **extra,
 									  GucSource source);
 extern void ik_register_reaper_launcher(void);
-extern int	ik_reaper_skipped_rows(IkReapSkip *skipped, TimestampTz now);
-extern void ik_reaper_skip_row(const IkReapSkip *row);
 
 #endif							/* IDEMPOTENCY_H */

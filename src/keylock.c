@@ -37,6 +37,7 @@
 #include "miscadmin.h"
 #include "storage/lock.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 
 /* "IK": fourth locktag field, unused by pg_advisory_lock() */
 #define IK_LOCKTAG_SPACE	0x494B
@@ -166,6 +167,34 @@ raise_too_many_locks(int limit)
 }
 
 /*
+ * A lock waited for in a subtransaction went, when the subtransaction
+ * committed, to the transaction's resource owner, while one taken at once
+ * belongs to the current one (a portal's, say).  Move it to the current
+ * owner, so that ik_unlock_key(), which releases the current owner's hold,
+ * can give back either.
+ */
+static void
+hold_in_current_owner(const LOCKTAG *tag)
+{
+	ResourceOwner save = CurrentResourceOwner;
+
+	if (CurrentResourceOwner == CurTransactionResourceOwner)
+		return;
+	(void) LockAcquire(tag, ExclusiveLock, false, true);
+	CurrentResourceOwner = CurTransactionResourceOwner;
+	PG_TRY();
+	{
+		if (!LockRelease(tag, ExclusiveLock, false))
+			elog(ERROR, "idempotency key lock was not held");
+	}
+	PG_FINALLY();
+	{
+		CurrentResourceOwner = save;
+	}
+	PG_END_TRY();
+}
+
+/*
  * Take the key's lock for the rest of the transaction.  Returns false if
  * another transaction still holds it after wait_ms (0: do not wait);
  * *newly says whether this transaction did not hold it already.
@@ -190,6 +219,7 @@ ik_lock_key(uint64 keyhash, int wait_ms, bool *newly)
 		if (wait_ms <= 0 ||
 			!ik_within_lock_timeout(acquire_key_lock, &tag, wait_ms))
 			return false;
+		hold_in_current_owner(&tag);
 	}
 	else if (locks_held >= limit)
 	{

@@ -18,10 +18,16 @@
  * all is a protocol violation (IK428).
  *
  * A token acts on its row in every mode: a claim made under 'enforce' is
- * finished under the rules it was made under, whatever the scope's mode
- * has become since.  A claim made under 'off' or 'shadow' recorded
- * nothing; its token is a version 8 UUID (the recorded ones are version
- * 4), so that finishing it stays a no-op, whatever the mode becomes.
+ * finished under the rules it was made under, whatever the scope's policy
+ * has become since.  The token itself keeps what of those rules the row
+ * does not: a claim made under 'off' or 'shadow' recorded nothing, and its
+ * token is a version 8 UUID, so that finishing it stays a no-op whatever
+ * the mode becomes; a recorded claim's token is a version 7 UUID with one
+ * bit of its random part set to the claim's 5xx rule (cache_5xx), which
+ * complete() applies.  Version 4 tokens were recorded by libraries before
+ * 0.3.0, which kept no 5xx rule: those claims follow the scope's current
+ * one, as they always did.  A resume's token inherits the kind and rule of
+ * the token it replaces.
  *
  * The windows move with the lease: a row in progress is kept at least a
  * replay window (ttl) past the end of its lease, so that its retention
@@ -37,16 +43,24 @@
 
 PG_FUNCTION_INFO_V1(idempotency_checkpoint);
 
-/* UUID versions of recorded and unrecorded lease tokens (RFC 9562). */
-#define TOKEN_VERSION_RECORDED	4
+/* UUID versions of lease tokens (RFC 9562). */
+#define TOKEN_VERSION_LEGACY	4	/* recorded, before 0.3.0: no 5xx rule */
+#define TOKEN_VERSION_RECORDED	7	/* recorded, with the claim's 5xx rule */
 #define TOKEN_VERSION_UNRECORDED 8
 
-/* A random UUID of the version that says whether its claim was recorded. */
-void
-ik_new_lease_token(pg_uuid_t *token, bool recorded)
-{
-	int			version = recorded ? TOKEN_VERSION_RECORDED : TOKEN_VERSION_UNRECORDED;
+/* The bit of a version 7 token's rand_b that is its claim's cache_5xx. */
+#define TOKEN_CACHE_5XX_BIT		0x20
 
+static int
+token_version(const pg_uuid_t *token)
+{
+	return token->data[6] >> 4;
+}
+
+/* Random bits, then the version and the RFC 9562 variant. */
+static void
+random_token(pg_uuid_t *token, int version)
+{
 	if (!pg_strong_random(token->data, UUID_LEN))
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -55,10 +69,62 @@ ik_new_lease_token(pg_uuid_t *token, bool recorded)
 	token->data[8] = (token->data[8] & 0x3f) | 0x80;
 }
 
+/*
+ * A new lease token.  A recorded one is a version 7 UUID: milliseconds
+ * since the Unix epoch, then random bits, one of which keeps the 5xx rule.
+ */
+void
+ik_new_lease_token(pg_uuid_t *token, bool recorded, bool cache_5xx)
+{
+	uint64		unix_ms;
+
+	if (!recorded)
+	{
+		random_token(token, TOKEN_VERSION_UNRECORDED);
+		return;
+	}
+	random_token(token, TOKEN_VERSION_RECORDED);
+	unix_ms = (uint64) (GetCurrentTimestamp() / 1000 +
+						(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) *
+						SECS_PER_DAY * 1000);
+	for (int i = 0; i < 6; i++)
+		token->data[i] = (uint8) (unix_ms >> (8 * (5 - i)));
+	if (cache_5xx)
+		token->data[8] |= TOKEN_CACHE_5XX_BIT;
+	else
+		token->data[8] &= ~TOKEN_CACHE_5XX_BIT;
+}
+
+/* The token of a resume: of the kind, and with the rule, of the old one. */
+static void
+next_lease_token(const pg_uuid_t *old, pg_uuid_t *token)
+{
+	if (token_version(old) == TOKEN_VERSION_RECORDED)
+		ik_new_lease_token(token, true,
+						   (old->data[8] & TOKEN_CACHE_5XX_BIT) != 0);
+	else
+		random_token(token, TOKEN_VERSION_LEGACY);
+}
+
 static bool
 token_unrecorded(const pg_uuid_t *token)
 {
-	return (token->data[6] >> 4) == TOKEN_VERSION_UNRECORDED;
+	return token_version(token) == TOKEN_VERSION_UNRECORDED;
+}
+
+/*
+ * The 5xx rule of a token's claim: the one kept in the token, or for a
+ * claim recorded before 0.3.0 the scope's current one.
+ */
+static bool
+token_cache_5xx(text *scope, const pg_uuid_t *token)
+{
+	IkPolicy	policy;
+
+	if (token_version(token) == TOKEN_VERSION_RECORDED)
+		return (token->data[8] & TOKEN_CACHE_5XX_BIT) != 0;
+	ik_policy_for(scope, &policy);
+	return policy.cache_5xx;
 }
 
 /*
@@ -175,37 +241,50 @@ lock_lease(text *scope, text *key, const pg_uuid_t *token,
 }
 
 /*
- * Store the response of a durable claim.  A transient failure (a 5xx the
- * policy does not keep) is not stored: a claim that recorded a recovery
- * point keeps its row with the lease ended, since a processor's 502 or
- * 504 is an unknown outcome and the retry must resume from that point;
- * one that recorded none frees the key.  Returns what complete() returns.
+ * End the lease of a locked durable claim that recorded a recovery point,
+ * and keep its row: the payment may have gone through, so that the next
+ * claim resumes from that point, not from scratch.
  */
-const char *
-ik_lease_complete(text *scope, text *key, const pg_uuid_t *token,
-				  const IkResponse *response, bool cache_5xx)
+static void
+end_lease_keep_row(text *scope, text *key, const IkRow *row)
 {
-	IkRow		row;
 	IkWrite		w;
 	TimestampTz now = GetCurrentTimestamp();
 
+	ik_row_to_write(scope, key, row, &w);
+	w.lease_expires_at = Min(row->lease_expires_at, now);
+	w.retain_until = ik_retention_for_lease(row->created_at, row->expires_at,
+											row->retain_until, now);
+	ik_store_update(scope, key, row, &w);
+}
+
+/*
+ * Store the response of a durable claim.  A transient failure (a 5xx that
+ * the claim's rule does not keep) is not stored: a claim that recorded a
+ * recovery point keeps its row with the lease ended, since a processor's
+ * 502 or 504 is an unknown outcome and the retry must resume from that
+ * point; one that recorded none frees the key.  Returns what complete()
+ * returns.
+ */
+const char *
+ik_lease_complete(text *scope, text *key, const pg_uuid_t *token,
+				  const IkResponse *response)
+{
+	IkRow		row;
+	IkWrite		w;
+
 	if (!lock_lease(scope, key, token, "complete", &row))
 		return "skipped";
-	ik_row_to_write(scope, key, &row, &w);
-	if (response->status >= 500 && !cache_5xx)
+	if (response->status >= 500 && !token_cache_5xx(scope, token))
 	{
 		ik_count(IK_RELEASES_5XX, 1);
 		if (row.recovery_point == NULL)
-		{
 			ik_store_delete(scope, key, &row);
-			return "released";
-		}
-		w.lease_expires_at = Min(row.lease_expires_at, now);
-		w.retain_until = ik_retention_for_lease(row.created_at, row.expires_at,
-												row.retain_until, now);
-		ik_store_update(scope, key, &row, &w);
+		else
+			end_lease_keep_row(scope, key, &row);
 		return "released";
 	}
+	ik_row_to_write(scope, key, &row, &w);
 	w.completed = true;
 	w.response = *response;
 	ik_store_update(scope, key, &row, &w);
@@ -213,26 +292,35 @@ ik_lease_complete(text *scope, text *key, const pg_uuid_t *token,
 	return "stored";
 }
 
-/* release() with a lease token: the key is free for a retry. */
+/*
+ * release() with a lease token: the key is free for a retry, unless the
+ * claim recorded a recovery point, which is kept as a 5xx keeps it.
+ */
 void
 ik_lease_release(text *scope, text *key, const pg_uuid_t *token)
 {
 	IkRow		row;
 
-	if (lock_lease(scope, key, token, "release", &row))
+	if (!lock_lease(scope, key, token, "release", &row))
+		return;
+	if (row.recovery_point == NULL)
 		ik_store_delete(scope, key, &row);
+	else
+		end_lease_keep_row(scope, key, &row);
 }
 
 /*
  * Hand a lapsed durable claim, locked by the caller, to a new holder:
- * a new token and lease, and the windows moved with it.
+ * a new token, of the kind and rule of the old one, and a new lease, with
+ * the windows moved with it.
  */
 void
 ik_lease_take_over(text *scope, text *key, const IkRow *locked,
-				   const pg_uuid_t *token, int64 lease_ms)
+				   pg_uuid_t *token, int64 lease_ms)
 {
 	IkWrite		w;
 
+	next_lease_token(&locked->lease_token, token);
 	ik_row_to_write(scope, key, locked, &w);
 	w.lease_token = *token;
 	w.lease_ms = lease_ms;

@@ -33,5 +33,6 @@ _PG_init(void)
 		return;
 	ik_stats_install_hooks();
 	ik_scope_stats_install_hooks();
+	ik_reap_skips_install_hooks();
 	ik_register_reaper_launcher();
 }

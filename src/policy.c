@@ -29,6 +29,7 @@
 #include "citus.h"
 
 #include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "commands/trigger.h"
@@ -37,6 +38,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
@@ -192,25 +194,112 @@ read_policy(text *scope, IkPolicy *policy)
 	return found;
 }
 
+/*
+ * The last windows raise_retain() warned of in this backend, so that a
+ * busy backend logs a bad configuration once, not once per claim.
+ */
+static int64 warned_ttl_ms = -1;
+static int64 warned_retain_ms = -1;
+static uint32 warned_scope_hash = 0;
+
+/*
+ * A retention shorter than the replay window is a configuration mistake:
+ * idempotency.ttl raised in postgresql.conf without idempotency.retain, or
+ * a policy row that sets only ttl.  The setting cannot be refused where
+ * it is made (a reload assigns the two in any order, and a policy row's
+ * defaults may change later), and refusing the claims would stop every
+ * payment, replays included.  So the retention is raised to the window,
+ * which keeps every promise the window makes, and the mistake is a
+ * WARNING, once per backend for each bad pair of windows.
+ */
+static void
+raise_retain(text *scope, IkPolicy *policy, bool from_row)
+{
+	uint32		scope_hash = from_row ?
+		hash_bytes((const unsigned char *) VARDATA_ANY(scope),
+				   VARSIZE_ANY_EXHDR(scope)) : 0;
+
+	if (policy->ttl_ms != warned_ttl_ms ||
+		policy->retain_ms != warned_retain_ms ||
+		scope_hash != warned_scope_hash)
+	{
+		warned_ttl_ms = policy->ttl_ms;
+		warned_retain_ms = policy->retain_ms;
+		warned_scope_hash = scope_hash;
+		ereport(WARNING,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("retention of scope \"%s\" is shorter than its replay window; it is raised to the replay window",
+						text_to_cstring(scope)),
+				 errdetail("The retention is %lld ms and the replay window %lld ms, from %s.",
+						   (long long) policy->retain_ms,
+						   (long long) policy->ttl_ms,
+						   from_row ?
+						   "the scope's row in idempotency.policies and the idempotency.ttl and idempotency.retain defaults" :
+						   "idempotency.retain and idempotency.ttl"),
+				 errhint("Set idempotency.retain, or the row's retain, to at least the replay window.")));
+	}
+	policy->retain_ms = policy->ttl_ms;
+}
+
 void
 ik_policy_for(text *scope, IkPolicy *policy)
 {
+	bool		from_row;
+
 	policy->mode = (IkMode) ik_mode;
 	policy->ttl_ms = (int64) ik_ttl_s * 1000;
 	policy->retain_ms = (int64) ik_retain_s * 1000;
 	policy->cache_5xx = false;
 
-	if (!read_policy(scope, policy) &&
+	from_row = read_policy(scope, policy);
+	if (!from_row &&
 		policy->mode == IK_MODE_ENFORCE && !scope_enforced(scope))
 		policy->mode = IK_MODE_SHADOW;
 
 	if (policy->retain_ms < policy->ttl_ms)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("retention of scope \"%s\" is shorter than its replay window",
-						text_to_cstring(scope)),
-				 errdetail("The retention is %lld ms and the replay window %lld ms, from idempotency.retain and idempotency.ttl or the scope's row in idempotency.policies.",
-						   (long long) policy->retain_ms, (long long) policy->ttl_ms)));
+		raise_retain(scope, policy, from_row);
+}
+
+/*
+ * A row of idempotency.policies whose replay window is longer than the
+ * retention it gets (its own, or the default): its claims will raise the
+ * retention to the window (raise_retain()).  Say so to whoever writes the
+ * row, as the CHECK says it for a row that sets both.
+ */
+static void
+warn_short_retention(TriggerData *trigdata)
+{
+	Relation	rel = trigdata->tg_relation;
+	HeapTuple	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
+		trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber	scope_att = get_attnum(RelationGetRelid(rel), "scope");
+	AttrNumber	ttl_att = get_attnum(RelationGetRelid(rel), "ttl");
+	AttrNumber	retain_att = get_attnum(RelationGetRelid(rel), "retain");
+	int64		ttl_ms = (int64) ik_ttl_s * 1000;
+	int64		retain_ms = (int64) ik_retain_s * 1000;
+	bool		isnull;
+	Datum		d;
+
+	if (scope_att == InvalidAttrNumber || ttl_att == InvalidAttrNumber ||
+		retain_att == InvalidAttrNumber)
+		return;
+	d = heap_getattr(tuple, ttl_att, desc, &isnull);
+	if (!isnull)
+		ttl_ms = ik_interval_ms(DatumGetIntervalP(d));
+	d = heap_getattr(tuple, retain_att, desc, &isnull);
+	if (!isnull)
+		retain_ms = ik_interval_ms(DatumGetIntervalP(d));
+	if (retain_ms >= ttl_ms)
+		return;
+	d = heap_getattr(tuple, scope_att, desc, &isnull);
+	ereport(WARNING,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("retention of scope \"%s\" is shorter than its replay window",
+					isnull ? "" : TextDatumGetCString(d)),
+			 errdetail("The row's replay window is %lld ms and the retention it gets %lld ms, from idempotency.retain; its claims keep keys for the replay window instead.",
+					   (long long) ttl_ms, (long long) retain_ms),
+			 errhint("Set the row's retain to at least its ttl.")));
 }
 
 /*
@@ -229,5 +318,9 @@ idempotency_policies_changed(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("idempotency.policies_changed() must be called as a trigger")));
 	CacheInvalidateRelcache(trigdata->tg_relation);
+	if (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) &&
+		(TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
+		 TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event)))
+		warn_short_retention(trigdata);
 	return PointerGetDatum(NULL);
 }

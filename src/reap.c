@@ -18,18 +18,19 @@
  * it fails, its halves are tried, and theirs, down to the row at fault,
  * which is logged with the reason, counted, and skipped for
  * IK_REAPER_SKIP_RETRY_MS (the list is kept in shared memory by
- * reaper.c).  Each subtransaction that succeeds keeps its XID in the
+ * reap_skips.c).  Each subtransaction that succeeds keeps its XID in the
  * backend's cache until commit, and more than 64 overflow it and slow
  * every backend, so a transaction stops bisecting after
  * SUBXACT_BUDGET of them and leaves the rest to the next.  A deferred
  * constraint fails only at commit, losing the whole batch: the reaper
  * then deletes its rows one per transaction, to find the ones at fault.
  *
- * Counters and the reports of abandoned durable claims are queued until
- * the deleting transaction commits (oncommit.c).  The background run is
- * throttled to idempotency.reaper_rows_per_second, so that claims keep
- * their latency while a backlog is reaped; a batch is then at most a
- * quarter second's worth of rows.
+ * An abandoned durable claim is recorded in idempotency.abandoned_claims
+ * in the subtransaction that deletes its row; counters and the log line
+ * of it are queued until the deleting transaction commits (oncommit.c).
+ * The background run is throttled to idempotency.reaper_rows_per_second,
+ * so that claims keep their latency while a backlog is reaped; a batch is
+ * then at most a quarter second's worth of rows.
  *
  *-------------------------------------------------------------------------
  */
@@ -83,7 +84,7 @@ reap_begin(Reap *r, TimestampTz now, MemoryContext context)
 	r->maxskipped = IK_REAPER_SKIP_SLOTS + 64;
 	r->skipped = MemoryContextAlloc(context,
 									sizeof(IkReapSkip) * r->maxskipped);
-	r->nskipped = ik_reaper_skipped_rows(r->skipped, GetCurrentTimestamp());
+	r->nskipped = ik_reap_skipped_rows(r->skipped, GetCurrentTimestamp());
 	qsort(r->skipped, r->nskipped, sizeof(IkReapSkip), compare_skip);
 }
 
@@ -130,7 +131,7 @@ skip_row(Reap *r, const IkReapCandidate *c, const ErrorData *edata)
 			 errdetail("%s", edata->message),
 			 errhint("The row is skipped for an hour; the other rows are reaped.")));
 	ik_count(IK_REAPER_SKIPPED_ROWS, 1);
-	ik_reaper_skip_row(&skip);
+	ik_reap_skip_row(&skip);
 	if (r->nskipped < r->maxskipped)
 	{
 		r->skipped[r->nskipped++] = skip;
@@ -139,8 +140,35 @@ skip_row(Reap *r, const IkReapCandidate *c, const ErrorData *edata)
 }
 
 /*
- * Delete candidates c[0..n) in a subtransaction.  Returns NULL on success,
- * with the deleted ones marked, or the error, with nothing deleted.
+ * Record the abandoned durable claims among the deleted candidates, in the
+ * deleting (sub)transaction: the record commits with the deletion, or
+ * neither does.
+ */
+static void
+record_reaped(const IkReapCandidate *c, int n, const bool *deleted)
+{
+	for (int i = 0; i < n; i++)
+	{
+		IkAbandoned a;
+
+		if (!deleted[i] || c[i].completed)
+			continue;
+		a.scope = c[i].scope;
+		a.key = c[i].key;
+		a.recovery_point = c[i].recovery_point;
+		a.lease_token = c[i].lease_token;
+		a.first_seen = c[i].created_at;
+		a.lease_expires_at = c[i].lease_expires_at;
+		a.how = "reaped";
+		if (!ik_store_record_abandoned(&a))
+			return;				/* a catalog before 0.3.0 */
+	}
+}
+
+/*
+ * Delete candidates c[0..n) in a subtransaction, recording the abandoned
+ * claims among them.  Returns NULL on success, with the deleted ones
+ * marked, or the error, with nothing deleted or recorded.
  */
 static ErrorData *
 delete_in_subxact(IkReapCandidate *c, int n, bool *deleted, int *count)
@@ -154,6 +182,7 @@ delete_in_subxact(IkReapCandidate *c, int n, bool *deleted, int *count)
 	PG_TRY();
 	{
 		*count = ik_store_reap_delete(c, n, deleted);
+		record_reaped(c, n, deleted);
 		ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
@@ -370,8 +399,14 @@ reap_one_by_one(Reap *r, IkReapCandidate *candidates, int n)
 			(row.completed || row.lease_expires_at <= GetCurrentTimestamp()))
 		{
 			c.tid = row.tid;
+			c.completed = row.completed;
+			c.recovery_point = row.recovery_point;
+			c.lease_token = row.lease_token;
+			c.created_at = row.created_at;
+			c.lease_expires_at = row.lease_expires_at;
 			if (ik_store_reap_delete(&c, 1, &deleted) > 0)
 			{
+				record_reaped(&c, 1, &deleted);
 				ik_count_on_commit(IK_REAPED_ROWS, 1);
 				if (!c.completed)
 					ik_report_abandoned(c.scope, c.key, c.recovery_point);

@@ -17,9 +17,9 @@
  * when its next run is due (a naptime after a run that finished the
  * backlog, at once after one that stopped at its time limit, and, after
  * runs that failed, a back-off that doubles up to an hour), the worker
- * running for it, where a run that stopped with a backlog left off, and
- * the rows that could not be deleted (reap.c), so that one such row is
- * skipped rather than retried in a loop.  A crash
+ * running for it, and where a run that stopped with a backlog left off;
+ * the rows that could not be deleted are reap_skips.c's, which keeps a
+ * list for each database that has a slot here.  A crash
  * restart of the cluster clears it all, with the workers: at most one
  * reaper per database holds across it, since the workers are never
  * restarted by the postmaster, only started by the launcher.
@@ -68,8 +68,6 @@ PGDLLEXPORT void ik_reaper_main(Datum main_arg);
 /* The longest back-off after failed runs. */
 #define REAPER_MAX_BACKOFF_MS	(3600 * 1000L)
 
-/* Databases with a slot; more listed ones are reported and left alone. */
-#define REAPER_SLOTS			32
 
 typedef struct ReaperDb
 {
@@ -80,14 +78,12 @@ typedef struct ReaperDb
 	int			failures;		/* runs in a row that did not end normally */
 	TimestampTz next_run;
 	TimestampTz cursor;			/* where the next run starts (reap.c) */
-	int			nskipped;		/* rows that could not be deleted */
-	IkReapSkip	skipped[IK_REAPER_SKIP_SLOTS];
 } ReaperDb;
 
 typedef struct ReaperShared
 {
 	LWLock	   *lock;
-	ReaperDb	dbs[REAPER_SLOTS];
+	ReaperDb	dbs[IK_REAPER_DATABASES];
 } ReaperShared;
 
 static ReaperShared *reaper = NULL;
@@ -299,7 +295,7 @@ report_once(const char *name, Reported what)
 		case REPORTED_NOSLOT:
 			ereport(LOG,
 					(errmsg("idempotency reaper: database \"%s\" is not reaped: the reaper serves at most %d databases",
-							name, REAPER_SLOTS)));
+							name, IK_REAPER_DATABASES)));
 			break;
 	}
 }
@@ -314,7 +310,7 @@ assign_slots(List *listed)
 	ListCell   *lc;
 
 	LWLockAcquire(reaper->lock, LW_EXCLUSIVE);
-	for (int s = 0; s < REAPER_SLOTS; s++)
+	for (int s = 0; s < IK_REAPER_DATABASES; s++)
 	{
 		ReaperDb   *slot = &reaper->dbs[s];
 		bool		wanted = false;
@@ -326,7 +322,10 @@ assign_slots(List *listed)
 			wanted |= (db->allowconn && db->dboid == slot->dboid);
 		}
 		if (OidIsValid(slot->dboid) && !wanted && slot->worker_pid == 0)
+		{
+			ik_reap_skips_forget(slot->dboid);
 			memset(slot, 0, sizeof(ReaperDb));
+		}
 	}
 	foreach(lc, listed)
 	{
@@ -344,7 +343,7 @@ assign_slots(List *listed)
 			report_once(db->name, REPORTED_NOCONN);
 			continue;
 		}
-		for (int s = 0; s < REAPER_SLOTS; s++)
+		for (int s = 0; s < IK_REAPER_DATABASES; s++)
 		{
 			has_slot |= (reaper->dbs[s].dboid == db->dboid);
 			if (free_slot < 0 && !OidIsValid(reaper->dbs[s].dboid))
@@ -356,7 +355,10 @@ assign_slots(List *listed)
 			continue;
 		}
 		if (!has_slot)
+		{
 			reaper->dbs[free_slot].dboid = db->dboid;
+			ik_reap_skips_keep(db->dboid);
+		}
 		report_once(db->name, REPORTED_NOTHING);
 	}
 	LWLockRelease(reaper->lock);
@@ -436,6 +438,7 @@ ik_reaper_launcher_main(Datum main_arg)
 	int			running_slot = -1;
 	TimestampTz last_look = 0;
 	char	   *reported_list = NULL;
+	MemoryContext loop_context;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -444,14 +447,30 @@ ik_reaper_launcher_main(Datum main_arg)
 	/* no database: the launcher reads only the shared catalog pg_database */
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 
+	/*
+	 * What one look at the configuration and pg_database allocates lives for
+	 * one turn of the loop: the context is reset at the top of each, so that
+	 * a launcher running for the server's life allocates nothing that it
+	 * keeps but the handle of its worker and what report_once() keeps, both
+	 * in TopMemoryContext.
+	 */
+	loop_context = AllocSetContextCreate(TopMemoryContext,
+										 "idempotency reaper launcher loop",
+										 ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
-		TimestampTz now = GetCurrentTimestamp();
-		TimestampTz wake = ik_time_plus_ms(now, LAUNCHER_NAP_MS);
+		TimestampTz now;
+		TimestampTz wake;
 		List	   *dbs = NIL;
 		pid_t		pid;
 		bool		busy = false;
 		int			due = -1;
+
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(loop_context);
+		MemoryContextSwitchTo(loop_context);
+		now = GetCurrentTimestamp();
+		wake = ik_time_plus_ms(now, LAUNCHER_NAP_MS);
 
 		if (ConfigReloadPending)
 		{
@@ -478,7 +497,7 @@ ik_reaper_launcher_main(Datum main_arg)
 			/* a shorter naptime applies to the runs already scheduled */
 			soonest = ik_time_plus_ms(now, (int64) ik_reaper_naptime_s * 1000);
 			LWLockAcquire(reaper->lock, LW_EXCLUSIVE);
-			for (int s = 0; s < REAPER_SLOTS; s++)
+			for (int s = 0; s < IK_REAPER_DATABASES; s++)
 			{
 				if (reaper->dbs[s].failures == 0)
 					reaper->dbs[s].next_run = Min(reaper->dbs[s].next_run, soonest);
@@ -511,7 +530,7 @@ ik_reaper_launcher_main(Datum main_arg)
 		 * exits, and a crash restart clears shared memory).
 		 */
 		LWLockAcquire(reaper->lock, LW_EXCLUSIVE);
-		for (int s = 0; s < REAPER_SLOTS; s++)
+		for (int s = 0; s < IK_REAPER_DATABASES; s++)
 		{
 			ReaperDb   *slot = &reaper->dbs[s];
 
@@ -527,7 +546,9 @@ ik_reaper_launcher_main(Datum main_arg)
 		{
 			if (reaper->dbs[due].next_run <= now)
 			{
+				MemoryContextSwitchTo(TopMemoryContext);
 				running = start_worker(due);
+				MemoryContextSwitchTo(loop_context);
 				running_slot = due;
 				if (running == NULL)
 					reaper->dbs[due].next_run = ik_time_plus_ms(now, LAUNCHER_NAP_MS);
@@ -536,7 +557,6 @@ ik_reaper_launcher_main(Datum main_arg)
 				wake = Min(wake, reaper->dbs[due].next_run);
 		}
 		LWLockRelease(reaper->lock);
-		list_free_deep(dbs);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 busy && running == NULL ? 1000 :
@@ -600,65 +620,4 @@ ik_reaper_main(Datum main_arg)
 	my_slot->run_finished = true;
 	LWLockRelease(reaper->lock);
 	proc_exit(0);
-}
-
-/*
- * The rows of this database that could not be deleted and are not yet
- * due for another try, into skipped (IK_REAPER_SKIP_SLOTS entries);
- * returns how many.  Nothing without the library preloaded.
- */
-int
-ik_reaper_skipped_rows(IkReapSkip *skipped, TimestampTz now)
-{
-	int			n = 0;
-
-	if (reaper == NULL)
-		return 0;
-	LWLockAcquire(reaper->lock, LW_SHARED);
-	for (int s = 0; s < REAPER_SLOTS; s++)
-	{
-		ReaperDb   *slot = &reaper->dbs[s];
-
-		if (slot->dboid != MyDatabaseId)
-			continue;
-		for (int i = 0; i < slot->nskipped; i++)
-		{
-			if (slot->skipped[i].retry_at > now)
-				skipped[n++] = slot->skipped[i];
-		}
-	}
-	LWLockRelease(reaper->lock);
-	return n;
-}
-
-/*
- * Remember a row of this database that could not be deleted, until
- * retry_at; when the slot's list is full the entry due soonest gives way.
- */
-void
-ik_reaper_skip_row(const IkReapSkip *row)
-{
-	if (reaper == NULL)
-		return;
-	LWLockAcquire(reaper->lock, LW_EXCLUSIVE);
-	for (int s = 0; s < REAPER_SLOTS; s++)
-	{
-		ReaperDb   *slot = &reaper->dbs[s];
-		int			victim = 0;
-
-		if (slot->dboid != MyDatabaseId)
-			continue;
-		if (slot->nskipped < IK_REAPER_SKIP_SLOTS)
-			victim = slot->nskipped++;
-		else
-		{
-			for (int i = 1; i < slot->nskipped; i++)
-			{
-				if (slot->skipped[i].retry_at < slot->skipped[victim].retry_at)
-					victim = i;
-			}
-		}
-		slot->skipped[victim] = *row;
-	}
-	LWLockRelease(reaper->lock);
 }

@@ -13,12 +13,11 @@
  * entries; the counters themselves are atomics, so that backends counting
  * into one entry at once need no lock of their own.
  *
- * A SQL-callable function names its scope once it has checked it
- * (ik_scope_call_scope()); every ik_count() of the call that has a
- * per-scope counterpart is then noted in backend memory, and the notes are
- * added to the scope's entry when the call ends, error or not, with one
- * lookup however many counters moved: a new key costs one lookup per
- * transaction.
+ What a call counted for its scope reaches this file from counting.c,
+ * all at once when the call ends (ik_scope_stats_add()): one lookup
+ * however many counters moved, so that a new key costs one lookup per
+ * transaction.  The views are scope_stats_views.c's; this file only keeps
+ * the table.
  *
  * When the table is full, a new scope makes room by evicting a batch of
  * the entries that matter least: those without errors or would-be errors
@@ -35,9 +34,7 @@
  */
 #include "idempotency.h"
 
-#include "catalog/pg_type.h"
 #include "common/hashfn.h"
-#include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
@@ -47,10 +44,6 @@
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
-
-PG_FUNCTION_INFO_V1(idempotency_scope_stats);
-PG_FUNCTION_INFO_V1(idempotency_scope_stats_info);
-PG_FUNCTION_INFO_V1(idempotency_scope_stats_reset);
 
 /* Share of the entries one eviction removes, so that it is rare. */
 #define EVICT_PERCENT	5
@@ -103,81 +96,18 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /*
- * The per-scope counterpart of a counter of stats.c, or -1.  A switch, not
- * a table: a counter added there counts nowhere here until it is named.
- */
-static int
-scope_counter_of(IkCounter counter)
-{
-	switch (counter)
-	{
-		case IK_CLAIMS_NEW:
-			return IK_SCOPE_CLAIMS_NEW;
-		case IK_CLAIMS_REPLAY:
-			return IK_SCOPE_CLAIMS_REPLAY;
-		case IK_CLAIMS_RESUME:
-			return IK_SCOPE_CLAIMS_RESUME;
-		case IK_ERRORS_IK409:
-			return IK_SCOPE_ERRORS_IK409;
-		case IK_ERRORS_IK410:
-			return IK_SCOPE_ERRORS_IK410;
-		case IK_ERRORS_IK422:
-			return IK_SCOPE_ERRORS_IK422;
-		case IK_ERRORS_IK428:
-			return IK_SCOPE_ERRORS_IK428;
-		case IK_RELEASES_5XX:
-			return IK_SCOPE_RELEASES_5XX;
-		case IK_SHADOW_WOULD_REPLAY:
-			return IK_SCOPE_SHADOW_WOULD_REPLAY;
-		case IK_SHADOW_WOULD_CONFLICT:
-			return IK_SCOPE_SHADOW_WOULD_CONFLICT;
-		case IK_SHADOW_WOULD_IK422:
-			return IK_SCOPE_SHADOW_WOULD_IK422;
-		case IK_SHADOW_WOULD_IK410:
-			return IK_SCOPE_SHADOW_WOULD_IK410;
-		default:
-			return -1;			/* IK400, completions, the reaper's */
-	}
-}
-
-/*
  * The counters an eviction spares: what enforce refused or would refuse.
  * A scope with any of them is one a rollout owner or support must see.
  */
 static const bool is_offence[IK_SCOPE_NUM_COUNTERS] = {
-	[IK_SCOPE_ERRORS_IK409] = true,
-	[IK_SCOPE_ERRORS_IK410] = true,
-	[IK_SCOPE_ERRORS_IK422] = true,
-	[IK_SCOPE_ERRORS_IK428] = true,
-	[IK_SCOPE_SHADOW_WOULD_CONFLICT] = true,
-	[IK_SCOPE_SHADOW_WOULD_IK422] = true,
-	[IK_SCOPE_SHADOW_WOULD_IK410] = true,
+#define IK_DATABASE(name, column, sqlstate)
+#define IK_BOTH(name, column, sqlstate, offence) [IK_SCOPE_##name] = offence,
+#define IK_SCOPE(name, column, offence) [IK_SCOPE_##name] = offence,
+#include "counters.h"
+#undef IK_DATABASE
+#undef IK_BOTH
+#undef IK_SCOPE
 };
-
-/* The view's column of each counter. */
-static const char *const scope_counter_columns[IK_SCOPE_NUM_COUNTERS] = {
-	[IK_SCOPE_CLAIMS_NEW] = "claims_new",
-	[IK_SCOPE_CLAIMS_REPLAY] = "claims_replay",
-	[IK_SCOPE_CLAIMS_RESUME] = "claims_resume",
-	[IK_SCOPE_CLAIMS_SHADOW] = "claims_shadow",
-	[IK_SCOPE_ERRORS_IK409] = "errors_ik409",
-	[IK_SCOPE_ERRORS_IK410] = "errors_ik410",
-	[IK_SCOPE_ERRORS_IK422] = "errors_ik422",
-	[IK_SCOPE_ERRORS_IK428] = "errors_ik428",
-	[IK_SCOPE_RELEASES_5XX] = "releases_5xx",
-	[IK_SCOPE_SHADOW_WOULD_REPLAY] = "shadow_would_replay",
-	[IK_SCOPE_SHADOW_WOULD_CONFLICT] = "shadow_would_conflict",
-	[IK_SCOPE_SHADOW_WOULD_IK422] = "shadow_would_ik422",
-	[IK_SCOPE_SHADOW_WOULD_IK410] = "shadow_would_ik410",
-};
-
-/*
- * The call in progress: its scope (valid while the call runs), and what it
- * counted so far.
- */
-static text *call_scope = NULL;
-static uint32 pending[IK_SCOPE_NUM_COUNTERS];
-static bool pending_any = false;
 
 static uint32
 scope_key_hash(const void *key, Size keysize)
@@ -434,8 +364,8 @@ make_key(text *scope, ScopeKey *key)
  * Add counts to the entry of scope in this database, making it if need
  * be.  The common case, an entry that exists, holds the lock shared.
  */
-static void
-count_into(text *scope, const uint32 *counts)
+void
+ik_scope_stats_add(text *scope, const uint32 *counts)
 {
 	ScopeKey	key;
 	uint32		hash;
@@ -487,86 +417,16 @@ count_into(text *scope, const uint32 *counts)
 	LWLockRelease(shared->lock);
 }
 
-static void
-flush_call(void)
+/* Is the table there to count into? */
+bool
+ik_scope_stats_enabled(void)
 {
-	if (pending_any && call_scope != NULL)
-		count_into(call_scope, pending);
-	memset(pending, 0, sizeof(pending));
-	pending_any = false;
+	return entries != NULL;
 }
 
-/*
- * A SQL-callable function starts (stats.c's ik_counted_call()): what an
- * enclosing call counted so far goes to its scope now, and the new call
- * has no scope until it names one.  Returns the enclosing call's scope,
- * for ik_scope_call_end().
- */
-text *
-ik_scope_call_begin(void)
-{
-	text	   *outer = call_scope;
-
-	if (pending_any)
-		flush_call();
-	call_scope = NULL;
-	return outer;
-}
-
-/* The call ends, normally or by an error: count what it counted. */
+/* Raise the error that says why there is no table, if there is none. */
 void
-ik_scope_call_end(text *outer)
-{
-	if (pending_any)
-		flush_call();
-	call_scope = outer;
-}
-
-/* The call's scope, once checked; counting per scope starts here. */
-void
-ik_scope_call_scope(text *scope)
-{
-	if (entries != NULL)
-		call_scope = scope;
-}
-
-/* stats.c counted counter: note its per-scope counterpart, if any. */
-void
-ik_scope_count_counter(IkCounter counter, uint64 n)
-{
-	int			c;
-
-	if (call_scope == NULL)
-		return;
-	c = scope_counter_of(counter);
-	if (c < 0)
-		return;
-	pending[c] += (uint32) n;
-	pending_any = true;
-}
-
-/* Count a per-scope counter that has no per-database one, for the call. */
-void
-ik_scope_count_call(IkScopeCounter counter)
-{
-	if (call_scope == NULL)
-		return;
-	pending[counter]++;
-	pending_any = true;
-}
-
-/* Count one event of scope at once, outside any call (the commit guard). */
-void
-ik_scope_count(text *scope, IkScopeCounter counter)
-{
-	uint32		counts[IK_SCOPE_NUM_COUNTERS] = {0};
-
-	counts[counter] = 1;
-	count_into(scope, counts);
-}
-
-static void
-require_table(void)
+ik_scope_stats_require(void)
 {
 	if (shared == NULL && ik_scope_stats_max == 0)
 		ereport(ERROR,
@@ -581,202 +441,95 @@ require_table(void)
 				 errhint("Add 'idempotency' to shared_preload_libraries and restart the server.")));
 }
 
-/* A column of a row to return, by name. */
-typedef struct NamedValue
-{
-	const char *name;
-	Datum		value;
-	bool		isnull;
-} NamedValue;
-
 /*
- * Fill values and nulls in the order desc declares, by name, so that the
- * functions of every catalog version get what they declare.
+ * A copy of the entries of database dboid, or of every database when
+ * dboid is InvalidOid, in *n palloc'd entries.  Only the copy is made
+ * under the lock: what the caller does with the names (converting them
+ * between encodings, which may fail) happens after it is released.
  */
-static void
-fill_by_name(TupleDesc desc, const NamedValue *row, int n, const char *funcname,
-			 Datum *values, bool *nulls)
+IkScopeStatsEntry *
+ik_scope_stats_copy(Oid dboid, int *n)
 {
-	for (int a = 0; a < desc->natts; a++)
-	{
-		const char *name = NameStr(TupleDescAttr(desc, a)->attname);
-		int			r = 0;
-
-		while (r < n && strcmp(row[r].name, name) != 0)
-			r++;
-		if (r == n)
-			ereport(ERROR,
-					(errcode(ERRCODE_IK_TABLE_NEEDS_OPERATOR),
-					 errmsg("idempotency.%s() declares column \"%s\", which this library does not know",
-							funcname, name),
-					 errhint("Install the extension's files of the version the catalog has, or run ALTER EXTENSION idempotency UPDATE.")));
-		values[a] = row[r].value;
-		nulls[a] = row[r].isnull;
-	}
-}
-
-/* Add a column to a row; a timestamp of 0 is NULL. */
-static void
-put(NamedValue *row, int *n, const char *name, Datum value)
-{
-	row[*n].name = name;
-	row[*n].value = value;
-	row[*n].isnull = false;
-	(*n)++;
-}
-
-static void
-put_time(NamedValue *row, int *n, const char *name, uint64 t)
-{
-	put(row, n, name, TimestampTzGetDatum((TimestampTz) t));
-	row[*n - 1].isnull = (t == 0);
-}
-
-static void
-put_count(NamedValue *row, int *n, const char *name, uint64 count)
-{
-	put(row, n, name, Int64GetDatum((int64) count));
-}
-
-/* The scope of an entry as text of this database's encoding. */
-static text *
-entry_scope(const ScopeEntry *e)
-{
-	char	   *raw = palloc(e->key.len + 1);
-	char	   *converted;
-
-	memcpy(raw, e->key.scope, e->key.len);
-	raw[e->key.len] = '\0';
-	converted = pg_any_to_server(raw, e->key.len, e->encoding);
-	return cstring_to_text(converted);
-}
-
-/*
- * read_scope_stats() RETURNS SETOF record: one row per entry, of every
- * database, behind the view idempotency.scope_stats.
- */
-Datum
-idempotency_scope_stats(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	TupleDesc	desc;
 	HASH_SEQ_STATUS seq;
 	ScopeEntry *e;
-	Datum	   *values;
-	bool	   *nulls;
+	IkScopeStatsEntry *copy;
 
-	require_table();
-	InitMaterializedSRF(fcinfo, 0);
-	desc = rsinfo->setDesc;
-	values = palloc(sizeof(Datum) * desc->natts);
-	nulls = palloc(sizeof(bool) * desc->natts);
-
+	ik_scope_stats_require();
+	*n = 0;
 	LWLockAcquire(shared->lock, LW_SHARED);
+	copy = palloc(sizeof(IkScopeStatsEntry) *
+				  Max(1, hash_get_num_entries(entries)));
 	hash_seq_init(&seq, entries);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
-		NamedValue	row[IK_SCOPE_NUM_COUNTERS + 4];
-		int			n = 0;
+		IkScopeStatsEntry *c;
 
-		put(row, &n, "dboid", ObjectIdGetDatum(e->key.dboid));
-		put(row, &n, "scope", PointerGetDatum(entry_scope(e)));
+		if (OidIsValid(dboid) && e->key.dboid != dboid)
+			continue;
+		c = &copy[(*n)++];
+		c->dboid = e->key.dboid;
+		c->encoding = e->encoding;
+		c->len = e->key.len;
+		memcpy(c->scope, e->key.scope, e->key.len);
+		c->tracked_since = e->tracked_since;
+		c->last_seen = (TimestampTz) pg_atomic_read_u64(&e->last_seen);
 		for (int i = 0; i < IK_SCOPE_NUM_COUNTERS; i++)
-			put_count(row, &n, scope_counter_columns[i],
-					  pg_atomic_read_u64(&e->counters[i]));
-		put_time(row, &n, "last_seen", pg_atomic_read_u64(&e->last_seen));
-		put_time(row, &n, "tracked_since", (uint64) e->tracked_since);
-
-		fill_by_name(desc, row, n, "read_scope_stats", values, nulls);
-		tuplestore_putvalues(rsinfo->setResult, desc, values, nulls);
+			c->counters[i] = pg_atomic_read_u64(&e->counters[i]);
 	}
 	LWLockRelease(shared->lock);
-	return (Datum) 0;
+	return copy;
 }
 
-/*
- * read_scope_stats_info() RETURNS record: the table as a whole, behind the
- * view idempotency.scope_stats_info.
- */
-Datum
-idempotency_scope_stats_info(PG_FUNCTION_ARGS)
+/* The table as a whole. */
+void
+ik_scope_stats_read_info(IkScopeStatsInfo *info)
 {
-	TupleDesc	desc;
-	NamedValue	row[7];
-	Datum	   *values;
-	bool	   *nulls;
-	int			n = 0;
-
-	require_table();
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		ereport(ERROR,
-				(errcode(ERRCODE_IK_TABLE_NEEDS_OPERATOR),
-				 errmsg("idempotency.read_scope_stats_info() does not return a row")));
-	desc = BlessTupleDesc(desc);
-	values = palloc(sizeof(Datum) * desc->natts);
-	nulls = palloc(sizeof(bool) * desc->natts);
-
+	ik_scope_stats_require();
 	LWLockAcquire(shared->lock, LW_SHARED);
-	put(row, &n, "max_entries", Int32GetDatum(ik_scope_stats_max));
-	put_count(row, &n, "entries", hash_get_num_entries(entries));
-	put_count(row, &n, "evictions", shared->evictions);
-	put_count(row, &n, "evictions_with_errors", shared->evictions_with_errors);
-	put_time(row, &n, "last_eviction", (uint64) shared->last_eviction);
-	put_count(row, &n, "shared_memory_bytes", shared->memory);
-	put_time(row, &n, "stats_reset", (uint64) shared->stats_reset);
+	info->max_entries = ik_scope_stats_max;
+	info->entries = hash_get_num_entries(entries);
+	info->evictions = shared->evictions;
+	info->evictions_with_errors = shared->evictions_with_errors;
+	info->last_eviction = shared->last_eviction;
+	info->shared_memory_bytes = shared->memory;
+	info->stats_reset = shared->stats_reset;
 	LWLockRelease(shared->lock);
-
-	fill_by_name(desc, row, n, "read_scope_stats_info", values, nulls);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 
-/*
- * scope_stats_reset(scope text DEFAULT NULL): forget every entry, of every
- * database, and the eviction counters; or, given a scope, zero the
- * counters of that scope in this database, which are then complete from
- * now on.
- */
-static Datum
-scope_stats_reset(FunctionCallInfo fcinfo)
+/* Forget every entry, of every database, and the eviction counters. */
+void
+ik_scope_stats_reset_all(void)
 {
-	TimestampTz now;
+	HASH_SEQ_STATUS seq;
+	ScopeEntry *e;
+	TimestampTz now = GetCurrentTimestamp();
 
-	require_table();
-	now = GetCurrentTimestamp();
-
-	if (PG_ARGISNULL(0))
-	{
-		HASH_SEQ_STATUS seq;
-		ScopeEntry *e;
-
-		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-		hash_seq_init(&seq, entries);
-		while ((e = hash_seq_search(&seq)) != NULL)
-			hash_search(entries, &e->key, HASH_REMOVE, NULL);
-		shared->evictions = 0;
-		shared->evictions_with_errors = 0;
-		shared->last_eviction = 0;
-		shared->discarded_at = now;
-		shared->stats_reset = now;
-		LWLockRelease(shared->lock);
-	}
-	else
-	{
-		text	   *scope = ik_arg_name(fcinfo, 0, "scope");
-		ScopeKey	key;
-		uint32		hash = make_key(scope, &key);
-		ScopeEntry *e;
-
-		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-		e = hash_search_with_hash_value(entries, &key, hash, HASH_FIND, NULL);
-		if (e != NULL)
-			zero_entry(e, now);
-		LWLockRelease(shared->lock);
-	}
-	PG_RETURN_VOID();
+	ik_scope_stats_require();
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	hash_seq_init(&seq, entries);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		hash_search(entries, &e->key, HASH_REMOVE, NULL);
+	shared->evictions = 0;
+	shared->evictions_with_errors = 0;
+	shared->last_eviction = 0;
+	shared->discarded_at = now;
+	shared->stats_reset = now;
+	LWLockRelease(shared->lock);
 }
 
-Datum
-idempotency_scope_stats_reset(PG_FUNCTION_ARGS)
+/* Zero the counters of scope in this database: complete from now on. */
+void
+ik_scope_stats_reset_scope(text *scope)
 {
-	return ik_counted_call(scope_stats_reset, fcinfo, false);
+	ScopeKey	key;
+	uint32		hash;
+	ScopeEntry *e;
+
+	ik_scope_stats_require();
+	hash = make_key(scope, &key);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	e = hash_search_with_hash_value(entries, &key, hash, HASH_FIND, NULL);
+	if (e != NULL)
+		zero_entry(e, GetCurrentTimestamp());
+	LWLockRelease(shared->lock);
 }

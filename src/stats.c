@@ -10,7 +10,8 @@
  * "other databases" slot.
  *
  * Shared memory exists only with the library in shared_preload_libraries.
- * Without it counting does nothing and the view says why.
+ * Without it counting does nothing and the view says why.  What is counted,
+ * and when, is counting.c's business; this file only keeps the numbers.
  *
  *-------------------------------------------------------------------------
  */
@@ -127,36 +128,73 @@ zero_slot(IkStatsSlot *slot)
 	pg_atomic_write_u64(&slot->last_reap, 0);
 }
 
-/*
- * This database's slot, found or taken once per backend; NULL without
- * shared memory.  When every slot is taken, one of a database that has
- * since been dropped is recycled, which needs the catalogs and so a
- * transaction; failing that, the shared last slot is used.
- */
+/* This database's slot, or a free one taken for it, holding the lock. */
 static IkStatsSlot *
-database_slot(void)
+own_or_free_slot(void)
 {
-	if (my_slot != NULL || shared == NULL || !OidIsValid(MyDatabaseId))
-		return my_slot;
-
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	for (int s = 0; s < IK_STATS_SLOTS && my_slot == NULL; s++)
+	for (int s = 0; s < IK_STATS_SLOTS; s++)
 	{
 		Oid			owner = pg_atomic_read_u32(&shared->slots[s].dboid);
 
 		if (owner == MyDatabaseId)
-			my_slot = &shared->slots[s];
-		else if (owner == InvalidOid)
+			return &shared->slots[s];
+		if (owner == InvalidOid)
 		{
 			pg_atomic_write_u32(&shared->slots[s].dboid, MyDatabaseId);
-			my_slot = &shared->slots[s];
+			return &shared->slots[s];
 		}
 	}
-	for (int s = 0; s < IK_STATS_SLOTS && my_slot == NULL && IsTransactionState(); s++)
+	return NULL;
+}
+
+/*
+ * This database's slot, found or taken once per backend; NULL without
+ * shared memory.  When every slot is taken, one of a database that has
+ * since been dropped is recycled.  Which databases exist is a catalog
+ * question, asked only when may_read_catalog (ik_stats_prepare(), before
+ * a call runs) and never under the lock: a syscache miss may wait for a
+ * heavyweight lock on pg_database, which under an LWLock nobody could
+ * cancel, and would stall every backend that counts.  Failing that, the
+ * shared last slot is used: for good when the catalogs were read, for
+ * this count only otherwise.
+ */
+static IkStatsSlot *
+database_slot(bool may_read_catalog)
+{
+	Oid			dropped[IK_STATS_SLOTS];
+	int			ndropped = 0;
+
+	if (my_slot != NULL || shared == NULL || !OidIsValid(MyDatabaseId))
+		return my_slot;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	my_slot = own_or_free_slot();
+	LWLockRelease(shared->lock);
+	if (my_slot != NULL)
+		return my_slot;
+	if (!may_read_catalog || !IsTransactionState())
+		return &shared->slots[IK_STATS_SLOTS];
+
+	for (int s = 0; s < IK_STATS_SLOTS; s++)
 	{
 		Oid			owner = pg_atomic_read_u32(&shared->slots[s].dboid);
 
-		if (!SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(owner)))
+		dropped[s] = InvalidOid;
+		if (OidIsValid(owner) &&
+			!SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(owner)))
+		{
+			dropped[s] = owner;
+			ndropped++;
+		}
+	}
+
+	/* The slots may have changed hands meanwhile: take one still dropped. */
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	my_slot = own_or_free_slot();
+	for (int s = 0; s < IK_STATS_SLOTS && my_slot == NULL && ndropped > 0; s++)
+	{
+		if (OidIsValid(dropped[s]) &&
+			pg_atomic_read_u32(&shared->slots[s].dboid) == dropped[s])
 		{
 			zero_slot(&shared->slots[s]);
 			pg_atomic_write_u32(&shared->slots[s].dboid, MyDatabaseId);
@@ -169,82 +207,33 @@ database_slot(void)
 	return my_slot;
 }
 
+/*
+ * Find this database's slot before a SQL-callable function runs, so that
+ * what it counts on its way out of an error only adds (counting.c).
+ */
 void
-ik_count(IkCounter counter, uint64 n)
+ik_stats_prepare(void)
 {
-	IkStatsSlot *slot = database_slot();
+	(void) database_slot(true);
+}
+
+void
+ik_stats_add(IkCounter counter, uint64 n)
+{
+	IkStatsSlot *slot = database_slot(false);
 
 	if (slot == NULL)
 		return;
 	pg_atomic_fetch_add_u64(&slot->counters[counter], n);
-	ik_scope_count_counter(counter, n);
 	if (counter == IK_REAPER_RUNS)
 		pg_atomic_write_u64(&slot->last_reap, (uint64) GetCurrentTimestamp());
 }
 
-/* Count an error of ours by its SQLSTATE; others are not ours to count. */
+/* Count a claim's latency, from started to now. */
 void
-ik_count_error(int sqlerrcode)
+ik_stats_add_latency(instr_time started)
 {
-	switch (sqlerrcode)
-	{
-		case ERRCODE_IK_INVALID_ARGUMENT:
-			ik_count(IK_ERRORS_IK400, 1);
-			break;
-		case ERRCODE_IK_IN_PROGRESS:
-			ik_count(IK_ERRORS_IK409, 1);
-			break;
-		case ERRCODE_IK_EXPIRED:
-			ik_count(IK_ERRORS_IK410, 1);
-			break;
-		case ERRCODE_IK_FINGERPRINT_MISMATCH:
-			ik_count(IK_ERRORS_IK422, 1);
-			break;
-		case ERRCODE_IK_PROTOCOL_VIOLATION:
-			ik_count(IK_ERRORS_IK428, 1);
-			break;
-	}
-}
-
-static void count_claim_latency(instr_time started);
-
-/*
- * Call fn, counting the SQLSTATE of any error of ours that it raises on its
- * way out, and, for a claim, its latency whatever the outcome.  Every
- * SQL-callable function of the extension goes through here; what the call
- * counted for the scope it names goes to scope_stats.c as it ends.
- */
-Datum
-ik_counted_call(PGFunction fn, FunctionCallInfo fcinfo, bool is_claim)
-{
-	volatile Datum result = (Datum) 0;
-	instr_time	started;
-	text	   *outer_scope = ik_scope_call_begin();
-
-	INSTR_TIME_SET_CURRENT(started);
-	PG_TRY();
-	{
-		result = fn(fcinfo);
-	}
-	PG_CATCH();
-	{
-		ik_count_error(geterrcode());
-		if (is_claim)
-			count_claim_latency(started);
-		ik_scope_call_end(outer_scope);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	if (is_claim)
-		count_claim_latency(started);
-	ik_scope_call_end(outer_scope);
-	return result;
-}
-
-static void
-count_claim_latency(instr_time started)
-{
-	IkStatsSlot *slot = database_slot();
+	IkStatsSlot *slot = database_slot(false);
 	instr_time	elapsed;
 	double		seconds;
 	int			b = 0;
@@ -284,44 +273,14 @@ float8_array(const double *values, int n)
 
 /* The view's column of each counter. */
 static const char *const counter_columns[IK_NUM_COUNTERS] = {
-	[IK_CLAIMS_NEW] = "claims_new",
-	[IK_CLAIMS_REPLAY] = "claims_replay",
-	[IK_CLAIMS_RESUME] = "claims_resume",
-	[IK_ERRORS_IK400] = "errors_ik400",
-	[IK_ERRORS_IK409] = "errors_ik409",
-	[IK_ERRORS_IK410] = "errors_ik410",
-	[IK_ERRORS_IK422] = "errors_ik422",
-	[IK_ERRORS_IK428] = "errors_ik428",
-	[IK_COMPLETIONS] = "completions",
-	[IK_RELEASES] = "releases",
-	[IK_RELEASES_5XX] = "releases_5xx",
-	[IK_SHADOW_WOULD_REPLAY] = "shadow_would_replay",
-	[IK_SHADOW_WOULD_CONFLICT] = "shadow_would_conflict",
-	[IK_SHADOW_WOULD_IK422] = "shadow_would_ik422",
-	[IK_SHADOW_WOULD_IK410] = "shadow_would_ik410",
-	[IK_REAPED_ROWS] = "reaped_rows",
-	[IK_ABANDONED_CLAIMS] = "abandoned_claims",
-	[IK_REAPER_RUNS] = "reaper_runs",
-	[IK_REAPER_SKIPPED_ROWS] = "reaper_skipped_rows",
+#define IK_DATABASE(name, column, sqlstate) [IK_##name] = column,
+#define IK_BOTH(name, column, sqlstate, offence) [IK_##name] = column,
+#define IK_SCOPE(name, column, offence)
+#include "counters.h"
+#undef IK_DATABASE
+#undef IK_BOTH
+#undef IK_SCOPE
 };
-
-/* One database's row of read_stats(), by column name. */
-typedef struct StatsRow
-{
-	const char *name;
-	Datum		value;
-	bool		isnull;
-} StatsRow;
-
-/* Add a column to a row of read_stats(); returns the next free column. */
-static int
-stats_column(StatsRow *row, int n, const char *name, Datum value, bool isnull)
-{
-	row[n].name = name;
-	row[n].value = value;
-	row[n].isnull = isnull;
-	return n + 1;
-}
 
 /*
  * read_stats() RETURNS SETOF record: one row per database with counters,
@@ -350,7 +309,7 @@ idempotency_stats(PG_FUNCTION_ARGS)
 	{
 		IkStatsSlot *slot = &shared->slots[s];
 		Oid			dboid = pg_atomic_read_u32(&slot->dboid);
-		StatsRow	row[IK_NUM_COUNTERS + 7];
+		IkNamedValue row[IK_NUM_COUNTERS + 7];
 		Datum	   *values;
 		bool	   *nulls;
 		Datum		cumulative[IK_LATENCY_BUCKETS];
@@ -361,57 +320,42 @@ idempotency_stats(PG_FUNCTION_ARGS)
 		if (s < IK_STATS_SLOTS && dboid == InvalidOid)
 			continue;
 
-		n = stats_column(row, n, "dboid", ObjectIdGetDatum(dboid),
-						 s == IK_STATS_SLOTS);
+		ik_named(row, &n, "dboid", ObjectIdGetDatum(dboid),
+				 s == IK_STATS_SLOTS);
 		for (int i = 0; i < IK_NUM_COUNTERS; i++)
-			n = stats_column(row, n, counter_columns[i],
-							 Int64GetDatum((int64) pg_atomic_read_u64(&slot->counters[i])),
-							 false);
-		n = stats_column(row, n, "last_reap",
-						 TimestampTzGetDatum((TimestampTz) last_reap),
-						 last_reap == 0);
+			ik_named(row, &n, counter_columns[i],
+					 Int64GetDatum((int64) pg_atomic_read_u64(&slot->counters[i])),
+					 false);
+		ik_named(row, &n, "last_reap",
+				 TimestampTzGetDatum((TimestampTz) last_reap),
+				 last_reap == 0);
 		for (int i = 0; i < IK_LATENCY_BUCKETS; i++)
 		{
 			running += pg_atomic_read_u64(&slot->latency_buckets[i]);
 			cumulative[i] = Int64GetDatum((int64) running);
 		}
-		n = stats_column(row, n, "claim_latency_seconds",
-						 PointerGetDatum(float8_array(bounds, IK_LATENCY_BUCKETS)),
-						 false);
-		n = stats_column(row, n, "claim_latency_seconds_bucket",
-						 PointerGetDatum(construct_array(cumulative,
-														 IK_LATENCY_BUCKETS,
-														 INT8OID, sizeof(int64),
-														 FLOAT8PASSBYVAL,
-														 TYPALIGN_DOUBLE)),
-						 false);
-		n = stats_column(row, n, "claim_latency_seconds_sum",
-						 Float8GetDatum(pg_atomic_read_u64(&slot->latency_sum_ns) / 1e9),
-						 false);
-		n = stats_column(row, n, "claim_latency_seconds_count",
-						 Int64GetDatum((int64) running), false);
-		n = stats_column(row, n, "stats_reset",
-						 TimestampTzGetDatum((TimestampTz) pg_atomic_read_u64(&shared->reset_at)),
-						 false);
+		ik_named(row, &n, "claim_latency_seconds",
+				 PointerGetDatum(float8_array(bounds, IK_LATENCY_BUCKETS)),
+				 false);
+		ik_named(row, &n, "claim_latency_seconds_bucket",
+				 PointerGetDatum(construct_array(cumulative,
+												 IK_LATENCY_BUCKETS,
+												 INT8OID, sizeof(int64),
+												 FLOAT8PASSBYVAL,
+												 TYPALIGN_DOUBLE)),
+				 false);
+		ik_named(row, &n, "claim_latency_seconds_sum",
+				 Float8GetDatum(pg_atomic_read_u64(&slot->latency_sum_ns) / 1e9),
+				 false);
+		ik_named(row, &n, "claim_latency_seconds_count",
+				 Int64GetDatum((int64) running), false);
+		ik_named(row, &n, "stats_reset",
+				 TimestampTzGetDatum((TimestampTz) pg_atomic_read_u64(&shared->reset_at)),
+				 false);
 
 		values = palloc(sizeof(Datum) * desc->natts);
 		nulls = palloc(sizeof(bool) * desc->natts);
-		for (int a = 0; a < desc->natts; a++)
-		{
-			const char *name = NameStr(TupleDescAttr(desc, a)->attname);
-			int			r = 0;
-
-			while (r < n && strcmp(row[r].name, name) != 0)
-				r++;
-			if (r == n)
-				ereport(ERROR,
-						(errcode(ERRCODE_IK_TABLE_NEEDS_OPERATOR),
-						 errmsg("idempotency.read_stats() declares column \"%s\", which this library does not know",
-								name),
-						 errhint("Install the extension's files of the version the catalog has, or run ALTER EXTENSION idempotency UPDATE.")));
-			values[a] = row[r].value;
-			nulls[a] = row[r].isnull;
-		}
+		ik_fill_by_name(desc, row, n, "read_stats", values, nulls);
 		tuplestore_putvalues(rsinfo->setResult, desc, values, nulls);
 	}
 	return (Datum) 0;

@@ -420,6 +420,8 @@ typedef struct Writer
 	ResultRelInfo *rri;
 	text	   *scope;			/* for messages */
 	text	   *key;
+	bool		runs_code;		/* so it runs as the table's owner, */
+	IkOwnerContext owner;		/* ... in this context (owner.c) */
 } Writer;
 
 /*
@@ -442,6 +444,14 @@ writer_open(Writer *wr, text *scope, text *key, IkTable *table, Relation rel)
 	wr->rel = rel;
 	wr->estate = estate;
 	wr->rri = rri;
+
+	/* what the DBA attached to the table runs as for maintenance: owner.c */
+	wr->runs_code = table->runs_code;
+	if (wr->runs_code)
+	{
+		ik_owner_check_temp_objects(table->relname);
+		ik_owner_enter(&wr->owner, rel->rd_rel->relowner);
+	}
 
 	estate->es_query_cxt = table->write_cxt;
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
@@ -502,6 +512,8 @@ writer_close(Writer *wr)
 	estate->es_query_cxt = wr->table->query_cxt;
 	MemoryContextReset(wr->table->write_cxt);
 	writing = NULL;
+	if (wr->runs_code)
+		ik_owner_leave(&wr->owner);
 	table_close(wr->rel, NoLock);
 	store_leave();
 	CommandCounterIncrement();
@@ -998,6 +1010,9 @@ ik_store_reap_scan(TimestampTz now, TimestampTz *cursor, int limit,
 		c->completed = row->completed;
 		c->recovery_point = row->recovery_point == NULL ? NULL :
 			DatumGetTextPCopy(PointerGetDatum(row->recovery_point));
+		c->lease_token = row->lease_token;
+		c->created_at = row->created_at;
+		c->lease_expires_at = row->lease_expires_at;
 		if (!skip(skip_arg, c->keyhash, row->retain_until))
 			n++;
 		reap_source_next(src, now);
@@ -1097,4 +1112,82 @@ ik_store_reap_delete(IkReapCandidate *candidates, int n, bool *deleted)
 			count += reap_delete_in(candidates, n, first, deleted);
 	}
 	return count;
+}
+
+/*
+ * The row of an abandoned durable claim, in a slot of
+ * idempotency.abandoned_claims: the DBA's extra columns get their
+ * defaults.
+ */
+static TupleTableSlot *
+abandoned_slot(Writer *wr, const IkAbandoned *a)
+{
+	IkTable    *table = wr->table;
+	TupleTableSlot *slot = table->new_row;
+	Datum	   *values = slot->tts_values;
+	bool	   *nulls = slot->tts_isnull;
+	ExprContext *econtext = GetPerTupleExprContext(wr->estate);
+
+	ExecClearTuple(slot);
+	memset(nulls, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	for (int i = 0; i < table->ndefaults; i++)
+	{
+		AttrNumber	attnum = table->default_attnums[i];
+
+		values[attnum - 1] = ExecEvalExpr(table->default_exprs[i], econtext,
+										  &nulls[attnum - 1]);
+	}
+#define SET_COLUMN(column, datum) \
+	(values[table->attnum[column] - 1] = (datum), \
+	 nulls[table->attnum[column] - 1] = false)
+	SET_COLUMN(IK_ABANDONED_SCOPE, PointerGetDatum(a->scope));
+	SET_COLUMN(IK_ABANDONED_KEY, PointerGetDatum(a->key));
+	if (a->recovery_point != NULL)
+		SET_COLUMN(IK_ABANDONED_RECOVERY_POINT,
+				   PointerGetDatum(a->recovery_point));
+	SET_COLUMN(IK_ABANDONED_LEASE_TOKEN, UUIDPGetDatum(&a->lease_token));
+	SET_COLUMN(IK_ABANDONED_FIRST_SEEN, TimestampTzGetDatum(a->first_seen));
+	SET_COLUMN(IK_ABANDONED_LEASE_EXPIRES_AT,
+			   TimestampTzGetDatum(a->lease_expires_at));
+	SET_COLUMN(IK_ABANDONED_ABANDONED_AT,
+			   TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()));
+	SET_COLUMN(IK_ABANDONED_HOW, CStringGetTextDatum(a->how));
+#undef SET_COLUMN
+	ExecStoreVirtualTuple(slot);
+	return slot;
+}
+
+/*
+ * Record an abandoned durable claim in idempotency.abandoned_claims, in
+ * the transaction that reaps or replaces its row, so that the record
+ * commits, prepares and replicates with the deletion: a report made at
+ * commit (oncommit.c) is lost at PREPARE TRANSACTION and in a crash right
+ * after the commit.  Written through the executor as the keys are, so a
+ * DBA's constraints and triggers on it apply.  Returns false, recording
+ * nothing, on a catalog from before 0.3.0 that has no such table.
+ */
+bool
+ik_store_record_abandoned(const IkAbandoned *a)
+{
+	MemoryContext context = CurrentMemoryContext;
+	Writer		wr;
+	Relation	rel;
+
+	if (!ik_abandoned_table_exists())
+		return false;
+	store_enter();
+	rel = ik_table_open(&ik_abandoned_table, RowExclusiveLock);
+	writer_open(&wr, a->scope, a->key, &ik_abandoned_table, rel);
+	PG_TRY();
+	{
+		ExecSimpleRelationInsert(wr.rri, wr.estate, abandoned_slot(&wr, a));
+		AfterTriggerEndQuery(wr.estate);
+	}
+	PG_CATCH();
+	{
+		rethrow_without_row(&wr, context);
+	}
+	PG_END_TRY();
+	writer_close(&wr);
+	return true;
 }

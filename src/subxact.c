@@ -19,6 +19,63 @@
 #include "utils/resowner.h"
 
 /*
+ * Run step(arg) in a subtransaction, and keep what it did (its effects,
+ * locks included, then belong to the caller's transaction) only if it
+ * returns true; otherwise roll it back, which gives back every lock it
+ * took, row locks too.  Returns NULL if the step returned, or else the
+ * error, with the subtransaction rolled back; the caller frees it or
+ * rethrows it with ReThrowError().
+ */
+ErrorData *
+ik_try_keep(bool (*step) (void *arg), void *arg, bool *kept)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+	volatile bool keep = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		keep = step(arg);
+		if (keep)
+			ReleaseCurrentSubTransaction();
+		else
+			RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		keep = false;
+	}
+	PG_END_TRY();
+
+	MemoryContextSwitchTo(oldcontext);
+	CurrentResourceOwner = oldowner;
+	*kept = keep;
+	return edata;
+}
+
+typedef struct PlainStep
+{
+	void		(*step) (void *arg);
+	void	   *arg;
+} PlainStep;
+
+static bool
+run_to_keep(void *arg)
+{
+	PlainStep  *plain = (PlainStep *) arg;
+
+	plain->step(plain->arg);
+	return true;
+}
+
+/*
  * Run step(arg) in a subtransaction.  Returns NULL if it succeeded (its
  * effects, locks included, now belong to the caller's transaction), or
  * else the error, with the subtransaction rolled back; the caller frees it
@@ -27,29 +84,10 @@
 ErrorData *
 ik_try(void (*step) (void *arg), void *arg)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	ErrorData  *volatile edata = NULL;
+	PlainStep	plain = {step, arg};
+	bool		kept;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	PG_TRY();
-	{
-		step(arg);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-	}
-	PG_END_TRY();
-
-	MemoryContextSwitchTo(oldcontext);
-	CurrentResourceOwner = oldowner;
-	return edata;
+	return ik_try_keep(run_to_keep, &plain, &kept);
 }
 
 typedef struct TimedStep

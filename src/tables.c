@@ -6,12 +6,14 @@
  *
  * The tables are found by name once and opened by OID after that, since
  * the name lookup cost more than a probe of the index.  Each time a table
- * is (re)found its shape is checked: the relation kind and persistence,
+ * is (re)found its shape is checked: that it is the extension's member
+ * (not a copy renamed into its place), the relation kind and persistence,
  * each column the library reads or writes by name, type and nullability,
- * a unique index to look rows up by, and for the keys table that no
- * BEFORE row trigger or rule could rewrite a row behind the library's
- * back.  Columns are found by name, so a column a DBA added (nullable or
- * with a default) or added and dropped again changes nothing.  Anything
+ * a unique index to look rows up by, and for the keys table its TRUNCATE
+ * guard and that no BEFORE row trigger or rule could rewrite a row behind
+ * the library's back.  Columns are found by name, so a column a DBA added
+ * (nullable or with a default) or added and dropped again changes
+ * nothing.  Anything
  * else is one error, IK503, saying exactly what differs: an operator must
  * act, and until then no payment may be served from a table the library
  * does not understand.
@@ -42,19 +44,23 @@
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/table.h"
+#include "catalog/dependency.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am_d.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
 #include "compat.h"
 #include "executor/executor.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
+#include "parser/parse_func.h"
 #include "rewrite/rewriteHandler.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
@@ -97,6 +103,21 @@ static const IkColumnSpec policies_columns[IK_POLICIES_NCOLUMNS] = {
 
 static const int policies_lookup[] = {IK_POLICIES_SCOPE};
 
+/*
+ * Abandoned durable claims: only appended to, and never read by the
+ * library, so it needs no index to look rows up by.
+ */
+static const IkColumnSpec abandoned_columns[IK_ABANDONED_NCOLUMNS] = {
+	[IK_ABANDONED_SCOPE] = {"scope", TEXTOID, true},
+	[IK_ABANDONED_KEY] = {"key", TEXTOID, true},
+	[IK_ABANDONED_RECOVERY_POINT] = {"recovery_point", TEXTOID, false},
+	[IK_ABANDONED_LEASE_TOKEN] = {"lease_token", UUIDOID, true},
+	[IK_ABANDONED_FIRST_SEEN] = {"first_seen", TIMESTAMPTZOID, true},
+	[IK_ABANDONED_LEASE_EXPIRES_AT] = {"lease_expires_at", TIMESTAMPTZOID, true},
+	[IK_ABANDONED_ABANDONED_AT] = {"abandoned_at", TIMESTAMPTZOID, true},
+	[IK_ABANDONED_HOW] = {"how", TEXTOID, true},
+};
+
 IkTable		ik_keys_table = {
 	.relname = "keys",
 	.columns = keys_columns,
@@ -117,7 +138,19 @@ IkTable		ik_policies_table = {
 	.written = false,
 };
 
-static IkTable *const all_tables[] = {&ik_keys_table, &ik_policies_table};
+IkTable		ik_abandoned_table = {
+	.relname = "abandoned_claims",
+	.columns = abandoned_columns,
+	.ncolumns = IK_ABANDONED_NCOLUMNS,
+	.lookup = NULL,
+	.nlookup = 0,
+	.order_column = -1,
+	.written = true,
+};
+
+static IkTable *const all_tables[] = {
+	&ik_keys_table, &ik_policies_table, &ik_abandoned_table
+};
 
 /*
  * Under Citus, the local shards of the tables (citus.c), each checked and
@@ -408,6 +441,53 @@ check_no_rewriting(IkTable *table, Relation rel)
 }
 
 /*
+ * The table must be the extension's own, not one put in its place: a copy
+ * made with CREATE TABLE ... (LIKE idempotency.keys INCLUDING ALL) and
+ * renamed over it has the same shape, but pg_dump does not dump its rows
+ * as the extension's configuration, and it lacks the TRUNCATE guard.
+ * pg_repack keeps the table's OID (it swaps the files), so it passes.
+ */
+static void
+check_extension_member(IkTable *table, Relation rel, Oid extension)
+{
+	if (!OidIsValid(extension) ||
+		getExtensionOfObject(RelationRelationId,
+							 RelationGetRelid(rel)) != extension)
+		drift(table, "It is not a member of extension idempotency: a table put in its place (by a rename, for example) is neither dumped with the extension's data nor guarded against TRUNCATE.");
+}
+
+/*
+ * The keys table must keep its TRUNCATE guard (truncate_guard.c): a BEFORE
+ * TRUNCATE trigger calling idempotency.keys_truncate_guard(), ENABLE
+ * ALWAYS.  A catalog from before the guard (0.1.0) has no such function,
+ * and is served as it is.
+ */
+static void
+check_truncate_guard(IkTable *table, Relation rel, Oid extension)
+{
+	List	   *name = list_make2(makeString("idempotency"),
+								  makeString("keys_truncate_guard"));
+	Oid			guard = LookupFuncName(name, 0, NULL, true);
+	TriggerDesc *trigdesc = rel->trigdesc;
+
+	list_free_deep(name);
+	if (!OidIsValid(guard) ||
+		getExtensionOfObject(ProcedureRelationId, guard) != extension)
+		return;
+	for (int i = 0; trigdesc != NULL && i < trigdesc->numtriggers; i++)
+	{
+		Trigger    *trigger = &trigdesc->triggers[i];
+
+		if (trigger->tgfoid == guard &&
+			TRIGGER_FOR_TRUNCATE(trigger->tgtype) &&
+			TRIGGER_FOR_BEFORE(trigger->tgtype) &&
+			trigger->tgenabled == TRIGGER_FIRES_ALWAYS)
+			return;
+	}
+	drift(table, "It has no TRUNCATE guard: a BEFORE TRUNCATE trigger calling idempotency.keys_truncate_guard(), ENABLE ALWAYS.");
+}
+
+/*
  * What the executor needs to write the table, built once: see the file
  * header.  One EState, made in the table's context, serves every write
  * (store.c binds it to the write's snapshot and command) and holds the
@@ -416,6 +496,8 @@ check_no_rewriting(IkTable *table, Relation rel)
  * of the table's descriptor, since a relcache descriptor would be pinned
  * by the transaction that made the slot.
  */
+static bool runs_code(IkTable *table, Relation rel);
+
 static void
 build_executor_state(IkTable *table, Relation rel)
 {
@@ -448,7 +530,7 @@ build_executor_state(IkTable *table, Relation rel)
 			info->ii_PredicateState = ExecPrepareQual(info->ii_Predicate, estate);
 		table->index_oids[i] = RelationGetRelid(index);
 		table->index_info[i] = info;
-		if (!OidIsValid(table->order_index) &&
+		if (table->order_column >= 0 && !OidIsValid(table->order_index) &&
 			index->rd_rel->relam == BTREE_AM_OID &&
 			index->rd_index->indisvalid && info->ii_Predicate == NIL &&
 			info->ii_IndexAttrNumbers[0] == table->attnum[table->order_column])
@@ -507,6 +589,45 @@ build_executor_state(IkTable *table, Relation rel)
 	/* made now, so that it lives in the query context, not a write's */
 	(void) GetPerTupleExprContext(estate);
 	table->estate = estate;
+	table->runs_code = runs_code(table, rel);
+}
+
+/*
+ * Whether a write of the table may run code that could run queries: a
+ * trigger that fires on a row written, or, in a default, a CHECK
+ * constraint or an index, a user's function, a built-in that is not
+ * immutable, or a domain (owner.c).
+ */
+static bool
+runs_code(IkTable *table, Relation rel)
+{
+	TriggerDesc *trigdesc = rel->trigdesc;
+
+	for (int i = 0; trigdesc != NULL && i < trigdesc->numtriggers; i++)
+	{
+		Trigger    *trigger = &trigdesc->triggers[i];
+
+		if (!trigger->tgisinternal &&
+			(TRIGGER_FOR_INSERT(trigger->tgtype) ||
+			 TRIGGER_FOR_UPDATE(trigger->tgtype) ||
+			 TRIGGER_FOR_DELETE(trigger->tgtype)))
+			return true;
+	}
+	for (int i = 0; i < table->ndefaults; i++)
+		if (ik_calls_user_code((Node *) table->default_exprs[i]->expr, NULL))
+			return true;
+	for (int c = 0; table->check_exprs != NULL &&
+		 c < rel->rd_att->constr->num_check; c++)
+		if (table->check_exprs[c] != NULL &&
+			ik_calls_user_code((Node *) table->check_exprs[c]->expr, NULL))
+			return true;
+	for (int i = 0; i < table->nindexes; i++)
+		if (ik_calls_user_code((Node *) table->index_info[i]->ii_Expressions,
+							   NULL) ||
+			ik_calls_user_code((Node *) table->index_info[i]->ii_Predicate,
+							   NULL))
+			return true;
+	return false;
 }
 
 /*
@@ -521,6 +642,7 @@ build(IkTable *table, LOCKMODE lockmode)
 	MemoryContext oldcontext;
 	Relation	rel;
 	TupleDesc	desc;
+	Oid			extension = get_extension_oid("idempotency", true);
 
 	table->relid = InvalidOid;
 	table->nindexes = 0;
@@ -573,11 +695,17 @@ build(IkTable *table, LOCKMODE lockmode)
 	table->attnum = palloc(sizeof(AttrNumber) * table->ncolumns);
 	for (int c = 0; c < table->ncolumns; c++)
 		table->attnum[c] = check_column(table, desc, &table->columns[c]);
-	find_lookup_index(table, rel);
+	if (table->nlookup > 0)
+		find_lookup_index(table, rel);
+	/* a Citus shard is no member, nor guarded: its shell is checked */
+	if (!OidIsValid(table->fixed_relid))
+		check_extension_member(table, rel, extension);
 	if (table->written)
 	{
 		check_extra_columns(table, desc);
 		check_no_rewriting(table, rel);
+		if (table == &ik_keys_table)
+			check_truncate_guard(table, rel, extension);
 		build_executor_state(table, rel);
 	}
 	table_close(rel, NoLock);
@@ -601,6 +729,32 @@ build_or_leave_stale(IkTable *table, LOCKMODE lockmode)
 }
 
 /*
+ * The owner of the table build() is about to find, as whom its cache is
+ * built (owner.c): whoever calls, a SECURITY DEFINER function or not.  The
+ * current user when there is no such table yet; build() then says so.
+ */
+static Oid
+table_owner(IkTable *table)
+{
+	Oid			relid = table->fixed_relid;
+	Oid			owner = GetUserId();
+	HeapTuple	tuple;
+
+	if (!OidIsValid(relid))
+		relid = get_relname_relid(table->relname,
+								  get_namespace_oid("idempotency", true));
+	if (!OidIsValid(relid))
+		return owner;
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (HeapTupleIsValid(tuple))
+	{
+		owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+		ReleaseSysCache(tuple);
+	}
+	return owner;
+}
+
+/*
  * Open one of the extension's tables with lockmode, checked and with its
  * cache up to date; close it with table_close(rel, NoLock).
  */
@@ -615,10 +769,31 @@ ik_table_open(IkTable *table, LOCKMODE lockmode)
 			LockRelationOid(table->relid, lockmode);
 		}
 		else
+		{
+			/* planning the expressions may run and inline functions */
+			IkOwnerContext owner;
+
+			ik_owner_enter(&owner, table_owner(table));
 			build_or_leave_stale(table, lockmode);
+			ik_owner_leave(&owner);
+		}
 		if (table->valid)
 			return table_open(table->relid, NoLock);
 	}
+}
+
+/*
+ * Does the catalog have idempotency.abandoned_claims?  Catalogs before
+ * 0.3.0 do not.  Asked only when a claim was abandoned, which is rare, so
+ * the answer is not kept.
+ */
+bool
+ik_abandoned_table_exists(void)
+{
+	Oid			schema = get_namespace_oid("idempotency", true);
+
+	return OidIsValid(schema) &&
+		OidIsValid(get_relname_relid(ik_abandoned_table.relname, schema));
 }
 
 /* Is the extension installed in this database? */

@@ -12,6 +12,9 @@
  * made by anyone but a superuser is discarded when the library loads.  It
  * stops accidents, not superusers; DROP EXTENSION is not guarded.
  *
+ * On a logical-replication subscriber the apply worker passes: it applies
+ * what the publisher's guard let through.
+ *
  * Under Citus the trigger exists when idempotency.distribute() runs, so
  * Citus copies it to every shard (keys_<shardid>).  A TRUNCATE of the
  * distributed table first truncates the shell on the node where it was
@@ -25,6 +28,7 @@
 #include "idempotency.h"
 
 #include "commands/trigger.h"
+#include "replication/logicalworker.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
@@ -58,6 +62,16 @@ idempotency_keys_truncate_guard(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("idempotency.keys_truncate_guard() must be called as a TRUNCATE trigger")));
 	if (is_shard(trigdata->tg_relation))
+		return PointerGetDatum(NULL);
+
+	/*
+	 * A logical-replication apply worker replays a TRUNCATE that the
+	 * publisher allowed (its own guard refused any other).  Refused here, it
+	 * would stop the subscription for good: the worker retries the same
+	 * transaction every few seconds, nothing after it is applied, and the
+	 * publisher keeps its WAL.  The subscriber's keys follow the publisher's.
+	 */
+	if (IsLogicalWorker())
 		return PointerGetDatum(NULL);
 	if (!ik_allow_truncate)
 		ereport(ERROR,

@@ -10,6 +10,20 @@
  * with the error.  Subtransactions are followed so that a claim made, or
  * closed, inside a savepoint that is rolled back is undone with it.
  *
+ * The guard also refuses to keep writes without their key.  A key freed
+ * by release() or by a 5xx complete() is free for a retry once this
+ * transaction commits, so whatever else the transaction wrote, a charge
+ * above all, must not commit with it: the retry would charge again.  The
+ * guard cannot tell a charge from other writes, so the rule is the one
+ * that cannot lose money: a transaction that freed the key of a claim it
+ * made commits only if it wrote nothing at all (it has no transaction ID;
+ * a row lock counts as a write), unless it claimed the key again and
+ * stored a response.  A savepoint rolled back undoes a claim together with
+ * the writes it guarded, and is the way to give up part of a transaction.
+ * A durable claim is another matter: its row is the key, and lease.c
+ * frees it only when the claim recorded no recovery point, which is the
+ * caller's word that nothing durable happened.
+ *
  * A transaction claims one key, or a handful, so a list is the right
  * structure.
  *
@@ -74,10 +88,12 @@ ik_claim_open(text *scope, text *key, bytea *fingerprint,
 	return claim;
 }
 
+/* Close a claim; freed says whether release() or a 5xx freed its key. */
 void
-ik_claim_close(IkClaim *claim)
+ik_claim_close(IkClaim *claim, bool freed)
 {
 	claim->closed_subid = GetCurrentSubTransactionId();
+	claim->freed = freed;
 }
 
 static void
@@ -106,15 +122,65 @@ check_no_open_claim(const char *action)
 }
 
 static void
+raise_write_without_key(const char *action, text *scope, text *key)
+{
+	ik_count(IK_ERRORS_IK428, 1);
+	ik_scope_count(scope, IK_SCOPE_ERRORS_IK428);
+	ereport(ERROR,
+			(errcode(ERRCODE_IK_PROTOCOL_VIOLATION),
+			 errmsg("cannot %s writes of a transaction that freed idempotency key \"%s\"",
+					action, text_to_cstring(key)),
+			 errdetail("Key \"%s\" in scope \"%s\" was freed in this transaction by release() or a 5xx complete(), and the transaction also wrote data: a retry would find the key free while the writes stay.",
+					   text_to_cstring(key), text_to_cstring(scope)),
+			 errhint("Roll back the transaction, or a savepoint taken before the claim, to give up the request; or store the response with complete().")));
+}
+
+/*
+ * The key of a claim that was freed, unless a later claim of it in this
+ * transaction stored a response.
+ */
+static bool
+still_freed(IkClaim *claim)
+{
+	IkClaim    *latest;
+
+	if (!claim->freed || claim->policy.mode != IK_MODE_ENFORCE)
+		return false;
+	latest = ik_claim_find(claim->scope, claim->key);
+	return latest == claim || latest->closed_subid == InvalidSubTransactionId ||
+		latest->freed;
+}
+
+/* Refuse to keep writes of a transaction that freed a key: file header. */
+static void
+check_no_write_without_key(const char *action)
+{
+	bool		wrote = TransactionIdIsValid(GetTopTransactionIdIfAny());
+	ListCell   *lc;
+
+	if (!wrote)
+		return;
+	foreach(lc, claims)
+	{
+		IkClaim    *claim = (IkClaim *) lfirst(lc);
+
+		if (still_freed(claim))
+			raise_write_without_key(action, claim->scope, claim->key);
+	}
+}
+
+static void
 xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
 			check_no_open_claim("commit");
+			check_no_write_without_key("commit");
 			break;
 		case XACT_EVENT_PRE_PREPARE:
 			check_no_open_claim("prepare transaction");
+			check_no_write_without_key("prepare");
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_ABORT:

@@ -11,12 +11,14 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $secret = 'S3cr3t-HMAC-key-7f9c2b';
+my $previous = 'Pr3vious-HMAC-key-2a6d01';
 
 my $node = PostgreSQL::Test::Cluster->new('secret');
 $node->init;
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'idempotency'
 idempotency.fingerprint_secret = '$secret'
+idempotency.fingerprint_secret_previous = '$previous'
 # the server's defaults, which the test framework raises
 log_statement = 'none'
 log_min_messages = warning
@@ -58,11 +60,13 @@ for my $role (qw(app monitor superuser))
 	for my $sql ('SHOW idempotency.fingerprint_secret',
 		q{SELECT current_setting('idempotency.fingerprint_secret')},
 		q{SELECT current_setting('idempotency.fingerprint_secret', true)},
+		'SHOW idempotency.fingerprint_secret_previous',
+		q{SELECT current_setting('idempotency.fingerprint_secret_previous', true)},
 		q{SELECT name, setting, reset_val, boot_val FROM pg_settings WHERE name LIKE 'idempotency.%'},
 		'SHOW ALL')
 	{
 		my ($out, $err) = run_as($role, $sql);
-		unlike("$out$err", qr/\Q$secret\E/, "$role: $sql");
+		unlike("$out$err", qr/\Q$secret\E|\Q$previous\E/, "$role: $sql");
 	}
 }
 my ($out, $err) = run_as('monitor', 'SHOW idempotency.fingerprint_secret');
@@ -91,11 +95,11 @@ $bg->query_safe(q{SELECT idempotency.fingerprint('POST', '/p', '{"b": 1}'::jsonb
 unlike($out, qr/\Q$secret\E/, 'pg_stat_activity never shows it');
 $bg->quit;
 
-unlike(join("\n", @seen), qr/\Q$secret\E/,
+unlike(join("\n", @seen), qr/\Q$secret\E|\Q$previous\E/,
 	'no output or error message of any role contains it');
 my $log = slurp_file($node->logfile);
 like($log, qr/IK422|different request/, 'the log has the errors of the workload');
-unlike($log, qr/\Q$secret\E/, 'the server log at default settings never contains it');
+unlike($log, qr/\Q$secret\E|\Q$previous\E/, 'the server log at default settings never contains it, nor the previous one');
 
 $node->stop;
 done_testing();

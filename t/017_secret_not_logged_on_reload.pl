@@ -1,7 +1,7 @@
 # Rotating or restoring the fingerprint secret the way README.md says
 # (postgresql.conf, then a reload) never writes it to the server log at
 # default logging settings: not the secret set at start, not the one a
-# reload brings in.  (PostgreSQL logs "parameter ... changed to ..." with
+# reload brings in, nor the previous one kept during a rotation.  (PostgreSQL logs "parameter ... changed to ..." with
 # the new value for every setting a reload changes.)
 use strict;
 use warnings;
@@ -29,7 +29,9 @@ $node->safe_psql('postgres', 'CREATE EXTENSION idempotency CASCADE');
 my $fp = q{SELECT encode(idempotency.fingerprint('\x01'::bytea), 'hex')};
 my $before = $node->safe_psql('postgres', $fp);
 
-$node->append_conf('postgresql.conf', "idempotency.fingerprint_secret = '$second'\n");
+$node->append_conf('postgresql.conf',
+	"idempotency.fingerprint_secret = '$second'\n"
+	  . "idempotency.fingerprint_secret_previous = '$first'\n");
 $node->reload;
 ok($node->poll_query_until('postgres', "$fp <> '$before'"),
 	'the reload changed the secret');
@@ -37,6 +39,16 @@ ok($node->poll_query_until('postgres', "$fp <> '$before'"),
 my $log = slurp_file($node->logfile);
 unlike($log, qr/\Q$first\E/, 'the server log does not contain the secret set at start');
 unlike($log, qr/\Q$second\E/, 'the server log does not contain the secret a reload set');
+ok($node->poll_query_until('postgres',
+		q{SELECT current_setting('idempotency.fingerprint_secret_previous') <> ''}),
+	'the reload set the previous secret');
+$node->append_conf('postgresql.conf', "idempotency.fingerprint_secret_previous = ''\n");
+$node->reload;
+ok($node->poll_query_until('postgres',
+		q{SELECT current_setting('idempotency.fingerprint_secret_previous') = ''}),
+	'a reload dropped the previous secret');
+$log = slurp_file($node->logfile);
+unlike($log, qr/\Q$first\E/, 'the server log does not contain the previous secret');
 
 $node->stop;
 done_testing();

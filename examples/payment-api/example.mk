@@ -16,10 +16,13 @@ payment_api_saved_goal := $(.DEFAULT_GOAL)
 PAYMENT_API_ENV = MAKE='$(MAKE)' PG_CONFIG='$(PG_CONFIG)'
 
 .PHONY: example test-example bench-api
+#> use example the reference payment API and a scripted session with the stripe client
 example:
 	$(PAYMENT_API_ENV) bash examples/payment-api/scripts/example.sh
+#> test test-example the reference payment API's tests alone
 test-example: install
 	$(PAYMENT_API_ENV) bash examples/payment-api/scripts/test.sh
+#> bench bench-api requests/s and latency through the reference API
 bench-api:
 	$(PAYMENT_API_ENV) bash examples/payment-api/scripts/bench.sh
 
