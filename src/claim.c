@@ -820,6 +820,9 @@ idempotency_claim(PG_FUNCTION_ARGS)
 {
 	Datum		result;
 
+	/* in FROM (a function scan) a call is evaluated once: nothing to share */
+	if (fcinfo->resultinfo != NULL)
+		return ik_counted_call(claim, fcinfo, true);
 	if (repeats_last_claim(fcinfo))
 		return last_claim->result;
 	result = ik_counted_call(claim, fcinfo, true);
