@@ -25,6 +25,9 @@
 #      clients, in interleaved rounds; medians over the rounds, each case
 #      as a ratio to the floor measured in the same round; the targets of
 #      issues 6 and 12 as PASS/MISS lines;
+#      then large replies: ext-large-ik422 (a claim with another
+#      fingerprint, IK422) and ext-large-replay of keys whose stored body
+#      is 1 kB, 1 MB and 20 MB, one client, beside ext-replay's small one;
 #   4. scale: ext-new with BENCH_SCALE_ROWS keys already in the table
 #      against an empty table, then the background reaper deleting those
 #      keys once expired: rows per second, and the claims' p99 meanwhile;
@@ -347,6 +350,58 @@ for (( round = 1; round <= BENCH_ROUNDS; round++ )); do
   done
 done
 
+# --- large replies ---------------------------------------------------------------
+# What the size of a stored reply costs the answers that read it (a
+# replay, once) and those that do not (IK422, settled by the fingerprint):
+# one completed key per size in the replay database, its body a string
+# that does not compress, one client, BENCH_ROUNDS rounds.
+large_sizes=(1kB 1MB 20MB)
+sql replay <<EOF
+CREATE FUNCTION bench.claim_outcome(scope text, key text, fingerprint bytea)
+RETURNS text LANGUAGE plpgsql AS \$\$
+BEGIN
+	RETURN (idempotency.claim(scope, key, fingerprint)).outcome;
+EXCEPTION WHEN SQLSTATE 'IK422' THEN
+	RETURN 'IK422';
+END
+\$\$;
+DO \$\$
+DECLARE
+	size text;
+BEGIN
+	FOREACH size IN ARRAY ARRAY['${large_sizes[0]}', '${large_sizes[1]}', '${large_sizes[2]}'] LOOP
+		PERFORM idempotency.claim('large', size, '$fingerprint');
+		PERFORM idempotency.complete('large', size, 201,
+			(SELECT jsonb_build_object('blob', string_agg(md5(i::text), ''))
+			   FROM generate_series(1, pg_size_bytes(size) / 32) AS i));
+		COMMIT;
+	END LOOP;
+END
+\$\$;
+EOF
+large_csv=$results/large_replies.csv
+echo 'round,case,size,tps,p50_ms,p99_ms' >"$large_csv"
+for (( round = 1; round <= BENCH_ROUNDS; round++ )); do
+  for size in "${large_sizes[@]}"; do
+    for kase in $(rotate "$round" ext-large-ik422 ext-large-replay); do
+      rm -f "$work"/lat.*
+      out=$work/pgbench.out
+      if ! pgbench -n -M prepared -h 127.0.0.1 -p "$pg_port" -U postgres -c 1 -j 1 \
+          -T "$BENCH_SECONDS" -D fingerprint="$fingerprint" -D size="$size" \
+          -l --log-prefix="$work/lat" -f "bench/pgbench/$kase-rtt.sql" replay >"$out" 2>&1; then
+        cat "$out" >&2; die "pgbench $kase on the $size reply failed"
+      fi
+      tps=$(awk '/^tps = / { tps = $3 } END { if (tps == "") exit 1; print tps }' "$out") \
+        || { cat "$out" >&2; die "no tps in pgbench's output"; }
+      read -r p50 p99 <<<"$(percentiles "$work"/lat.*)"
+      rm -f "$work"/lat.*
+      printf '%s,%s,%s,%s,%s,%s\n' "$round" "$kase" "$size" "$tps" "$p50" "$p99" >>"$large_csv"
+      printf 'bench: round %d  %-16s %5s reply  %9.0f tps  p50 %8.3f ms  p99 %8.3f ms\n' \
+        "$round" "$kase" "$size" "$tps" "$p50" "$p99"
+    done
+  done
+done
+
 # --- scale -----------------------------------------------------------------------
 # BENCH_SCALE_ROWS completed keys, written directly (as superuser, not
 # through the extension: a week of traffic in a minute or two), as the
@@ -483,6 +538,8 @@ CREATE TABLE report.throughput (round int, kase text, mode text, clients int,
 CREATE TABLE report.scale (round int, tbl text, tps float8, p50_ms float8, p99_ms float8);
 CREATE TABLE report.reaping (rows bigint, seconds float8, rows_per_s float8,
 							 claims_tps float8, claims_p50_ms float8, claims_p99_ms float8);
+CREATE TABLE report.large (round int, kase text, size text, tps float8, p50_ms float8,
+						   p99_ms float8);
 CREATE TABLE report.doublecharge (scenario text, design text, requests bigint, charges bigint,
 								  double_charges bigint, charges_without_key bigint, errors bigint);
 
@@ -508,6 +565,7 @@ sql postgres -c 'COPY report.throughput FROM STDIN (FORMAT csv, HEADER)' <"$csv"
 sql postgres -c 'COPY report.scale FROM STDIN (FORMAT csv, HEADER)' <"$scale_csv"
 sql postgres -c 'COPY report.reaping FROM STDIN (FORMAT csv, HEADER)' <"$reap_csv"
 sql postgres -c 'COPY report.doublecharge FROM STDIN (FORMAT csv, HEADER)' <"$dc_csv"
+sql postgres -c 'COPY report.large FROM STDIN (FORMAT csv, HEADER)' <"$large_csv"
 
 query_csv() { sql postgres --csv -c "$1"; }   # query_csv QUERY: the result as CSV
 # md_table: CSV on stdin (no quoted fields) as a markdown table, the columns
@@ -618,6 +676,25 @@ SELECT mode, clients, kase AS case,
   echo "Ratios of throughput (medians of per-round ratios), judged at 8 clients."
   echo
   md_table <<<"$targets"
+  echo
+  echo "## Large replies"
+  echo
+  echo "rtt, 1 client: a claim with another fingerprint (IK422, settled without reading the reply)"
+  echo "and a replay (the reply read once and sent) of a key whose stored body is 1 kB, 1 MB or"
+  echo "20 MB; the first row is ext-replay above, the benchmark's 40-byte reply, for comparison."
+  echo "Medians over the rounds."
+  echo
+  query_csv "
+SELECT kase AS case, size,
+	   round(percentile_cont(0.5) WITHIN GROUP (ORDER BY tps)) AS tps,
+	   round(percentile_cont(0.5) WITHIN GROUP (ORDER BY p50_ms)::numeric, 3) AS p50_ms,
+	   round(percentile_cont(0.5) WITHIN GROUP (ORDER BY p99_ms)::numeric, 3) AS p99_ms
+  FROM (SELECT kase, '40B' AS size, tps, p50_ms, p99_ms FROM report.throughput
+		 WHERE kase = 'ext-replay' AND mode = 'rtt' AND clients = 1
+		UNION ALL
+		SELECT kase, size, tps, p50_ms, p99_ms FROM report.large) AS l
+ GROUP BY kase, size
+ ORDER BY CASE size WHEN '40B' THEN 40 ELSE pg_size_bytes(size) END, kase" | md_table
   echo
   echo "## Scale"
   echo

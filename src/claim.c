@@ -76,6 +76,7 @@
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
@@ -86,6 +87,7 @@ PG_FUNCTION_INFO_V1(idempotency_release);
 
 /* Columns of claim()'s result row. */
 #define CLAIM_NATTS 7
+#define CLAIM_NARGS 5			/* claim()'s arguments */
 
 /* Longest sleep between two looks at a durable claim a caller waits for. */
 #define LEASE_POLL_MAX_MS 100
@@ -707,6 +709,7 @@ claim(FunctionCallInfo fcinfo)
 	switch (decide(&req, &row, &resumed))
 	{
 		case CLAIM_REPLAY:
+			ik_store_fetch_reply(req.scope, req.key, &row);
 			ik_count(IK_CLAIMS_REPLAY, 1);
 			return claim_result(fcinfo, CLAIM_REPLAY, &row, row.created_at, NULL);
 
@@ -731,6 +734,81 @@ claim(FunctionCallInfo fcinfo)
 }
 
 /*
+ * SELECT (idempotency.claim(...)).* is expanded by the planner into one
+ * call per output column, each its own copy of the call: the second one
+ * would find the claim the first made (IK409, "This transaction holds
+ * key") and count a phantom call.  The last claim is remembered while the
+ * memory of the row it was evaluated for lives (a reset of that memory
+ * forgets it), and a copy of the same call (another expression with the
+ * same arguments) in the same command returns the first result.  The
+ * arguments and the result are the caller's: they live exactly as long.
+ */
+typedef struct LastClaim
+{
+	MemoryContextCallback forget;
+	FmgrInfo   *flinfo;			/* the call that made it */
+	TimestampTz xact_start;
+	CommandId	cid;			/* the command id after it */
+	Datum		args[CLAIM_NARGS];
+	bool		argnull[CLAIM_NARGS];
+	Datum		result;
+} LastClaim;
+
+static LastClaim *last_claim = NULL;
+
+static void
+forget_last_claim(void *arg)
+{
+	if (last_claim == arg)
+		last_claim = NULL;
+}
+
+static bool
+repeats_last_claim(FunctionCallInfo fcinfo)
+{
+	static const int16 arglen[CLAIM_NARGS] = {-1, -1, -1,
+	sizeof(Interval), sizeof(Interval)};
+	LastClaim  *last = last_claim;
+
+	if (last == NULL || last->flinfo == fcinfo->flinfo ||
+		last->xact_start != GetCurrentTransactionStartTimestamp() ||
+		last->cid != GetCurrentCommandId(false) ||
+		fcinfo->nargs != CLAIM_NARGS ||
+		!equal(last->flinfo->fn_expr, fcinfo->flinfo->fn_expr))
+		return false;
+	for (int i = 0; i < CLAIM_NARGS; i++)
+	{
+		if (last->argnull[i] != PG_ARGISNULL(i))
+			return false;
+		if (!PG_ARGISNULL(i) &&
+			!datum_image_eq(last->args[i], PG_GETARG_DATUM(i), false,
+							arglen[i]))
+			return false;
+	}
+	return true;
+}
+
+static void
+remember_claim(FunctionCallInfo fcinfo, Datum result)
+{
+	LastClaim  *last = palloc(sizeof(LastClaim));
+
+	last->flinfo = fcinfo->flinfo;
+	last->xact_start = GetCurrentTransactionStartTimestamp();
+	last->cid = GetCurrentCommandId(false);
+	for (int i = 0; i < CLAIM_NARGS; i++)
+	{
+		last->argnull[i] = PG_ARGISNULL(i);
+		last->args[i] = PG_GETARG_DATUM(i);
+	}
+	last->result = result;
+	last->forget.func = forget_last_claim;
+	last->forget.arg = last;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, &last->forget);
+	last_claim = last;
+}
+
+/*
  * claim(scope text, key text, fingerprint bytea,
  *		 lease interval DEFAULT NULL, wait interval DEFAULT NULL)
  *
@@ -740,7 +818,17 @@ claim(FunctionCallInfo fcinfo)
 Datum
 idempotency_claim(PG_FUNCTION_ARGS)
 {
-	return ik_counted_call(claim, fcinfo, true);
+	Datum		result;
+
+	/* in FROM (a function scan) a call is evaluated once: nothing to share */
+	if (fcinfo->resultinfo != NULL)
+		return ik_counted_call(claim, fcinfo, true);
+	if (repeats_last_claim(fcinfo))
+		return last_claim->result;
+	result = ik_counted_call(claim, fcinfo, true);
+	if (fcinfo->flinfo->fn_expr != NULL && fcinfo->nargs == CLAIM_NARGS)
+		remember_claim(fcinfo, result);
+	return result;
 }
 
 /* The open claim of (scope, key) in this transaction, or IK428. */

@@ -122,6 +122,18 @@
 #endif
 
 /*
+ * 15 lists what it computed for a result relation's generated columns in
+ * the EState, in the memory of the statement (store.c: of one write);
+ * from 16 it is kept in the result relation.
+ */
+#if PG_VERSION_NUM >= 160000
+#define ik_forget_result_relation_extras(estate) ((void) 0)
+#else
+#define ik_forget_result_relation_extras(estate) \
+	((estate)->es_resultrelinfo_extra = NIL)
+#endif
+
+/*
  * A one-relation range table for an EState, as the logical replication
  * apply worker builds one: 16 added permission infos, 18 the set of
  * relations that partition pruning keeps.

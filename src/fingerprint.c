@@ -206,9 +206,7 @@ previous_secret(void)
 bool
 ik_fingerprint_matches(const bytea *stored, const bytea *given)
 {
-	if (VARSIZE_ANY_EXHDR(stored) == VARSIZE_ANY_EXHDR(given) &&
-		memcmp(VARDATA_ANY(stored), VARDATA_ANY(given),
-			   VARSIZE_ANY_EXHDR(given)) == 0)
+	if (ik_same_bytes(stored, given))
 		return true;
 	if (VARSIZE_ANY_EXHDR(stored) != PG_SHA256_DIGEST_LENGTH ||
 		VARSIZE_ANY_EXHDR(given) != PG_SHA256_DIGEST_LENGTH ||

@@ -93,6 +93,17 @@ extern int32 ik_arg_status(FunctionCallInfo fcinfo, int argno,
 extern void ik_check_argument_not_null(FunctionCallInfo fcinfo, int argno,
 									   const char *argname);
 
+/*
+ * Do two varlena values hold the same bytes?  Byte for byte, no collation:
+ * for names and fingerprints, which are never compressed or out of line.
+ */
+static inline bool
+ik_same_bytes(const struct varlena *a, const struct varlena *b)
+{
+	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
+		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
+}
+
 /* policy.c: mode, windows and 5xx rule of a scope */
 typedef enum IkMode
 {
@@ -205,6 +216,9 @@ typedef struct IkTable
 	struct ExprState **default_exprs;
 	struct EState *estate;		/* the executor state every write shares,
 								 * holding the compiled expressions */
+	MemoryContext query_cxt;	/* its own es_query_cxt */
+	MemoryContext write_cxt;	/* its es_query_cxt during a write, reset
+								 * after it */
 	struct ResultRelInfo *rri;	/* its one result relation */
 	Relation   *index_descs;	/* its indexes, opened by each write */
 	TupleTableSlot *new_row;	/* the row a write makes */
@@ -240,7 +254,8 @@ extern void ik_owner_check_temp_objects(const char *relname);
 typedef struct IkResponse
 {
 	int32		status;
-	Jsonb	   *headers;		/* NULL when SQL NULL */
+	Jsonb	   *headers;		/* NULL when SQL NULL; as stored (maybe a
+								 * TOAST pointer) when read */
 	Jsonb	   *body;
 } IkResponse;
 
@@ -318,6 +333,7 @@ typedef struct IkAbandoned
 
 extern void ik_store_register_callbacks(void);
 extern void ik_store_lookup(text *scope, text *key, bool latest, IkRow *row);
+extern void ik_store_fetch_reply(text *scope, text *key, IkRow *row);
 extern void ik_store_insert(const IkWrite *w);
 extern IkLockResult ik_store_lock(text *scope, text *key, IkRow *row,
 								  int wait_ms);

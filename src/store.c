@@ -52,7 +52,9 @@
 #include "nodes/makefuncs.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/fmgroids.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
@@ -93,7 +95,10 @@ store_abort(void)
 {
 	store_busy = false;
 	if (writing != NULL)
+	{
+		writing->estate->es_query_cxt = writing->query_cxt;
 		writing->valid = false;
+	}
 	writing = NULL;
 }
 
@@ -139,6 +144,20 @@ copy_varlena(IkTable *table, TupleTableSlot *slot, int column)
 	return isnull ? NULL : PG_DETOAST_DATUM_COPY(d);
 }
 
+/*
+ * A nullable varlena column copied as stored, or NULL for SQL NULL: a
+ * value moved out of line stays a TOAST pointer of a few bytes, fetched
+ * only if it is used (see decode_row()).
+ */
+static struct varlena *
+copy_stored(IkTable *table, TupleTableSlot *slot, int column)
+{
+	bool		isnull;
+	Datum		d = ik_table_value(table, slot, column, &isnull);
+
+	return isnull ? NULL : (struct varlena *) DatumGetPointer(datumCopy(d, false, -1));
+}
+
 static bool
 null_column(IkTable *table, TupleTableSlot *slot, int column)
 {
@@ -148,17 +167,16 @@ null_column(IkTable *table, TupleTableSlot *slot, int column)
 	return isnull;
 }
 
-static bool
-same_text(text *a, text *b)
-{
-	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
-		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
-}
-
 /*
  * Decode a row into *row, checking the table's invariants (the same as
  * its CHECK constraints, which a table from before version 0.2.0 does not
  * have).  Returns NULL, or what the row breaks.
+ *
+ * The stored reply, which may weigh megabytes, is neither fetched nor
+ * copied: its headers and body are kept as stored (a TOAST pointer stays
+ * one), since what a claim decides on is the fingerprint, the state, the
+ * windows and the lease, and the reaper deletes a row without reading its
+ * reply.  A replay fetches the reply once, with ik_store_fetch_reply().
  */
 static const char *
 decode_row(IkTable *table, TupleTableSlot *slot, IkRow *row)
@@ -200,12 +218,10 @@ decode_row(IkTable *table, TupleTableSlot *slot, IkRow *row)
 			!null_column(table, slot, IK_KEYS_LEASE_DURATION) ||
 			!null_column(table, slot, IK_KEYS_LEASE_EXPIRES_AT))
 			return "it is completed but has a lease";
-		row->response.headers = (Jsonb *) copy_varlena(table, slot,
-													   IK_KEYS_RESPONSE_HEADERS);
-		if (row->response.headers != NULL && !JB_ROOT_IS_OBJECT(row->response.headers))
-			return "its response_headers are not a JSON object";
-		row->response.body = (Jsonb *) copy_varlena(table, slot,
-													IK_KEYS_RESPONSE_BODY);
+		row->response.headers = (Jsonb *) copy_stored(table, slot,
+													  IK_KEYS_RESPONSE_HEADERS);
+		row->response.body = (Jsonb *) copy_stored(table, slot,
+												   IK_KEYS_RESPONSE_BODY);
 	}
 	else
 	{
@@ -257,6 +273,24 @@ raise_broken_row(text *scope, text *key, const char *problem)
 					text_to_cstring(key), text_to_cstring(scope)),
 			 errdetail("The row is unusable: %s.", problem),
 			 errhint("Correct or delete the row; the extension never writes such a row.")));
+}
+
+/*
+ * The reply of a completed row that a replay returns: its headers are
+ * fetched and checked here, its body is left as stored, for the claim's
+ * result to fetch once as it is formed.
+ */
+void
+ik_store_fetch_reply(text *scope, text *key, IkRow *row)
+{
+	Jsonb	   *headers = row->response.headers;
+
+	if (headers == NULL)
+		return;
+	headers = DatumGetJsonbP(PointerGetDatum(headers));
+	if (!JB_ROOT_IS_OBJECT(headers))
+		raise_broken_row(scope, key, "its response_headers are not a JSON object");
+	row->response.headers = headers;
 }
 
 /*
@@ -356,8 +390,8 @@ ik_store_lookup(text *scope, text *key, bool latest, IkRow *row)
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		slot_getallattrs(slot);
-		if (!same_text(text_value(table, slot, IK_KEYS_SCOPE, &isnull), scope) ||
-			!same_text(text_value(table, slot, IK_KEYS_KEY, &isnull), key))
+		if (!ik_same_bytes(text_value(table, slot, IK_KEYS_SCOPE, &isnull), scope) ||
+			!ik_same_bytes(text_value(table, slot, IK_KEYS_KEY, &isnull), key))
 			continue;
 		problem = decode_row(table, slot, row);
 		break;
@@ -393,8 +427,10 @@ typedef struct Writer
 /*
  * The result relation is made anew in the cached memory for each write,
  * as the executor makes it for each statement, so that what the executor
- * adds to it lazily (trigger slots, trigger functions' caches) does not
- * outlive the write.
+ * adds to it lazily (trigger slots, trigger functions' caches, generated
+ * columns' expressions, triggers' WHEN conditions) does not outlive the
+ * write: during the write the EState's query context is the write's own,
+ * which writer_close() resets.
  */
 static void
 writer_open(Writer *wr, text *scope, text *key, IkTable *table, Relation rel)
@@ -417,6 +453,7 @@ writer_open(Writer *wr, text *scope, text *key, IkTable *table, Relation rel)
 		ik_owner_enter(&wr->owner, rel->rd_rel->relowner);
 	}
 
+	estate->es_query_cxt = table->write_cxt;
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	rri->ri_NumIndices = table->nindexes;
 	rri->ri_IndexRelationDescs = table->index_descs;
@@ -462,13 +499,18 @@ writer_close(Writer *wr)
 	{
 		ik_index_insert_cleanup(wr->rri->ri_IndexRelationDescs[i],
 								wr->rri->ri_IndexRelationInfo[i]);
+		/* its memory is the write's, reset below */
+		wr->rri->ri_IndexRelationInfo[i]->ii_AmCache = NULL;
 		index_close(wr->rri->ri_IndexRelationDescs[i], NoLock);
 		wr->rri->ri_IndexRelationDescs[i] = NULL;
 	}
 	ExecClearTuple(wr->table->new_row);
 	ExecResetTupleTable(estate->es_tupleTable, true);
 	estate->es_tupleTable = NIL;
+	ik_forget_result_relation_extras(estate);
 	ResetPerTupleExprContext(estate);
+	estate->es_query_cxt = wr->table->query_cxt;
+	MemoryContextReset(wr->table->write_cxt);
 	writing = NULL;
 	if (wr->runs_code)
 		ik_owner_leave(&wr->owner);
@@ -805,19 +847,33 @@ typedef struct ReapSource
 	TupleTableSlot *slot;
 	bool		has_row;		/* slot holds the next row, decoded in row */
 	IkRow		row;
+	MemoryContext row_cxt;		/* what decoding the row allocated */
 } ReapSource;
 
-/* Move a source to its next row past retention that decodes. */
+/*
+ * Move a source to its next row past retention that decodes.  What the
+ * rows scanned decode to goes with each row, so that a batch's memory does
+ * not grow with the rows it passes over (all of the table, without an
+ * index on retain_until).
+ */
 static void
 reap_source_next(ReapSource *src, TimestampTz now)
 {
+	MemoryContext oldcontext;
+
 	src->has_row = false;
 	while (src->iscan ?
 		   index_getnext_slot(src->iscan, ForwardScanDirection, src->slot) :
 		   table_scan_getnextslot(src->hscan, ForwardScanDirection, src->slot))
 	{
-		if (decode_row(src->table, src->slot, &src->row) != NULL ||
-			src->row.retain_until > now)
+		bool		usable;
+
+		MemoryContextReset(src->row_cxt);
+		oldcontext = MemoryContextSwitchTo(src->row_cxt);
+		usable = decode_row(src->table, src->slot, &src->row) == NULL &&
+			src->row.retain_until <= now;
+		MemoryContextSwitchTo(oldcontext);
+		if (!usable)
 			continue;
 		src->has_row = true;
 		return;
@@ -897,6 +953,9 @@ ik_store_reap_scan(TimestampTz now, TimestampTz *cursor, int limit,
 		ReapSource *src = (ReapSource *) lfirst(lc);
 
 		src->slot = table_slot_create(src->rel, NULL);
+		src->row_cxt = AllocSetContextCreate(CurrentMemoryContext,
+											 "idempotency reaped row",
+											 ALLOCSET_SMALL_SIZES);
 		if (ordered)
 		{
 			src->index = index_open(src->table->order_index, AccessShareLock);
@@ -949,7 +1008,8 @@ ik_store_reap_scan(TimestampTz now, TimestampTz *cursor, int limit,
 		c->tid = row->tid;
 		c->retain_until = row->retain_until;
 		c->completed = row->completed;
-		c->recovery_point = row->recovery_point;
+		c->recovery_point = row->recovery_point == NULL ? NULL :
+			DatumGetTextPCopy(PointerGetDatum(row->recovery_point));
 		c->lease_token = row->lease_token;
 		c->created_at = row->created_at;
 		c->lease_expires_at = row->lease_expires_at;
@@ -970,6 +1030,7 @@ ik_store_reap_scan(TimestampTz now, TimestampTz *cursor, int limit,
 		else
 			table_endscan(src->hscan);
 		ExecDropSingleTupleTableSlot(src->slot);
+		MemoryContextDelete(src->row_cxt);
 		table_close(src->rel, NoLock);
 	}
 	UnregisterSnapshot(snapshot);

@@ -24,9 +24,17 @@
  * each IndexInfo and its expression and predicate states, the compiled
  * CHECK constraints, and the default expressions of a DBA's extra
  * columns.  Planning one CHECK constraint costs more than the insert it
- * checks, and a claim inserts once per transaction.  All of it is dropped
- * when a relcache invalidation names the table or one of its indexes, and
- * rebuilt at the next open, after the table's lock is held, so that it
+ * checks, and a claim inserts once per transaction.  What the executor
+ * compiles lazily for one statement's result relation (the expressions of
+ * generated columns, a trigger's WHEN condition) it compiles into the
+ * EState's query context, and what an index access method keeps for one
+ * statement's inserts (BRIN's and GIN's insert state) into the IndexInfo's
+ * context: both are a context of the writes' own, which store.c resets
+ * after each write, so that it goes with the write instead of piling up in
+ * the cache write after write.  All of it is dropped when a
+ * relcache invalidation names the table or one of its indexes, or when a
+ * function or type changes (a compiled expression may have inlined it),
+ * and rebuilt at the next open, after the table's lock is held, so that it
  * always matches the catalog the lock protects.
  *
  *-------------------------------------------------------------------------
@@ -217,10 +225,38 @@ invalidate_tables(Datum arg, Oid relid)
 		invalidate_table((IkTable *) lfirst(lc), relid);
 }
 
+/*
+ * Syscache callback of pg_proc and pg_type: the compiled expressions may
+ * have inlined an SQL function a DBA's CHECK or default calls, or hold
+ * what a type (a domain's constraints) was; CREATE OR REPLACE FUNCTION
+ * sends no relcache invalidation of the table.  Such changes are rare, so
+ * every written table is rebuilt, whichever function or type changed.
+ */
+static void
+invalidate_expressions(Datum arg, int cacheid, uint32 hashvalue)
+{
+	ListCell   *lc;
+
+	for (int t = 0; t < (int) lengthof(all_tables); t++)
+	{
+		if (all_tables[t]->written)
+			all_tables[t]->valid = false;
+	}
+	foreach(lc, shard_tables)
+	{
+		IkTable    *table = (IkTable *) lfirst(lc);
+
+		if (table->written)
+			table->valid = false;
+	}
+}
+
 void
 ik_tables_register_callbacks(void)
 {
 	CacheRegisterRelcacheCallback(invalidate_tables, (Datum) 0);
+	CacheRegisterSyscacheCallback(PROCOID, invalidate_expressions, (Datum) 0);
+	CacheRegisterSyscacheCallback(TYPEOID, invalidate_expressions, (Datum) 0);
 }
 
 static void drift(IkTable *table, const char *detail_fmt,...) pg_attribute_printf(2, 3);
@@ -472,6 +508,10 @@ build_executor_state(IkTable *table, Relation rel)
 	RangeTblEntry *rte;
 	int			i = 0;
 
+	table->query_cxt = estate->es_query_cxt;
+	table->write_cxt = AllocSetContextCreate(estate->es_query_cxt,
+											 "idempotency write",
+											 ALLOCSET_SMALL_SIZES);
 	table->nindexes = list_length(indexes);
 	table->index_oids = palloc0(sizeof(Oid) * Max(table->nindexes, 1));
 	table->index_info = palloc0(sizeof(IndexInfo *) * Max(table->nindexes, 1));
@@ -479,6 +519,9 @@ build_executor_state(IkTable *table, Relation rel)
 	{
 		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
 		IndexInfo  *info = BuildIndexInfo(index);
+
+		/* what an index AM keeps across one write's inserts (BRIN, GIN) */
+		info->ii_Context = table->write_cxt;
 
 		if (info->ii_Expressions != NIL)
 			info->ii_ExpressionsState = ExecPrepareExprList(info->ii_Expressions,
@@ -543,6 +586,8 @@ build_executor_state(IkTable *table, Relation rel)
 	table->index_descs = palloc0(sizeof(Relation) * Max(table->nindexes, 1));
 	table->new_row = MakeSingleTupleTableSlot(CreateTupleDescCopy(desc),
 											  &TTSOpsHeapTuple);
+	/* made now, so that it lives in the query context, not a write's */
+	(void) GetPerTupleExprContext(estate);
 	table->estate = estate;
 	table->runs_code = runs_code(table, rel);
 }
@@ -603,7 +648,10 @@ build(IkTable *table, LOCKMODE lockmode)
 	table->nindexes = 0;
 	table->order_index = InvalidOid;
 	if (table->estate != NULL)
+	{
+		table->estate->es_query_cxt = table->query_cxt;
 		FreeExecutorState(table->estate);
+	}
 	table->estate = NULL;
 	if (table->cxt != NULL)
 		MemoryContextDelete(table->cxt);

@@ -120,17 +120,26 @@ ik_arg_fingerprint(FunctionCallInfo fcinfo, int argno, const char *argname)
 }
 
 /*
- * An interval as whole milliseconds, clamped to the int64 range.  Months
- * count as 30 days, as interval arithmetic does elsewhere in PostgreSQL.
+ * An interval as whole milliseconds: its microseconds in all, divided by
+ * 1000 and truncated toward zero.  Months count as 30 days, as interval
+ * arithmetic does elsewhere in PostgreSQL.  Plain 64-bit arithmetic cannot
+ * overflow here, on any platform: the month and day parts are whole
+ * milliseconds, at most 2^31 * 31 days (5.8e18 ms) in magnitude, and the
+ * time part adds at most 9.3e15 ms.  Only the truncation needs care, since
+ * the parts may have opposite signs.
  */
 int64
 ik_interval_ms(const Interval *iv)
 {
-	__int128	usecs = (__int128) iv->time +
-		(__int128) iv->day * USECS_PER_DAY +
-		(__int128) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
+	int64		ms = ((int64) iv->month * DAYS_PER_MONTH + iv->day) *
+		(USECS_PER_DAY / 1000) + iv->time / 1000;
+	int64		rest = iv->time % 1000;
 
-	return (int64) Max(Min(usecs / 1000, PG_INT64_MAX), PG_INT64_MIN);
+	if (ms > 0 && rest < 0)
+		ms--;
+	else if (ms < 0 && rest > 0)
+		ms++;
+	return ms;
 }
 
 /*
@@ -175,7 +184,8 @@ ik_arg_interval_ms(FunctionCallInfo fcinfo, int argno, const char *argname,
 		ereport(ERROR,
 				(errcode(ERRCODE_IK_INVALID_ARGUMENT),
 				 errmsg("argument \"%s\" is too long", argname),
-				 errdetail("The limit is %d milliseconds.", INT_MAX)));
+				 errdetail("The limit is 24 days 20:31:23.647 (%d milliseconds), the longest lock timeout.",
+						   INT_MAX)));
 	return ms;
 }
 

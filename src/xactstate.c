@@ -39,13 +39,6 @@
 /* Claims of the current transaction, in TopTransactionContext. */
 static List *claims = NIL;
 
-static bool
-same_text(text *a, text *b)
-{
-	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
-		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
-}
-
 /*
  * The latest claim of (scope, key) in this transaction.  A key released
  * and claimed again has two entries; the older, closed one stays so that
@@ -61,7 +54,7 @@ ik_claim_find(text *scope, text *key)
 	{
 		IkClaim    *claim = (IkClaim *) lfirst(lc);
 
-		if (same_text(claim->key, key) && same_text(claim->scope, scope))
+		if (ik_same_bytes(claim->key, key) && ik_same_bytes(claim->scope, scope))
 			found = claim;
 	}
 	return found;
