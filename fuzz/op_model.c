@@ -277,7 +277,9 @@ op_model_durable(void)
 			if (which == 0)
 			{
 				EXPECT(&r, "release() with the live token", "ok");
-				if (commit)
+				if (commit && mk->rp)
+					mk->ended = true;	/* kept as a 5xx keeps it, to resume */
+				else if (commit)
 					mkey_set_absent(mk);
 			}
 			else
