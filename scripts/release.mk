@@ -33,7 +33,7 @@ deb:
 	bash scripts/deb.sh build
 test-deb:
 	bash scripts/deb.sh test
-dist:
+dist: trusted
 	@test -n "$(EXTVERSION)" || { echo "no default_version in idempotency.control" >&2; exit 1; }
 	mkdir -p dist
 	git archive --format=zip --prefix=idempotency-$(EXTVERSION)/ \

@@ -20,6 +20,8 @@ packages=(
   postgresql-server-dev-all  # make deb: pg_buildext, and the server headers of every
                            # supported major version (Build-Depends in debian/control)
   unzip                    # make check-release: looks into the make dist archive
+  postgresql-15-plpgsql-check  # make test-trusted: plpgsql_check over the trusted edition
+  postgresql-15-cron       # make test-trusted: idempotency.reap() scheduled by pg_cron
 )
 # Packages installed for their programs only: the tests start what they need
 # themselves (the exporter, and redis-server for make bench, on free loopback
