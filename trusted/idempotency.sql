@@ -221,7 +221,7 @@ BEGIN
 	END IF;
 	IF ms > 9000000000000000 / 1000
 	   OR ms / 1000 > extract(epoch FROM '294276-12-31 00:00:00+00'::timestamptz) - extract(epoch FROM t) THEN
-		RETURN 'infinity';
+		RETURN 'infinity'::timestamptz;
 	END IF;
 	RETURN t + ms * interval '1 millisecond';
 END
@@ -977,7 +977,7 @@ BEGIN
 			INSERT INTO idempotency.open_claims
 			VALUES (pg_current_xact_id(), scope, key, fingerprint, now(), pol.mode,
 					pol.ttl_ms, pol.retain_ms, pol.cache_5xx, false, false)
-			ON CONFLICT (xact, key, scope) DO NOTHING;
+			ON CONFLICT ON CONSTRAINT open_claims_pkey DO NOTHING;
 		ELSE
 			res.lease_token := idempotency._new_token(false);
 		END IF;
@@ -1000,7 +1000,7 @@ BEGIN
 			INSERT INTO idempotency.open_claims
 			VALUES (pg_current_xact_id(), scope, key, fingerprint, now(), pol.mode,
 					pol.ttl_ms, pol.retain_ms, pol.cache_5xx, replace, holds_lock)
-			ON CONFLICT (xact, key, scope) DO NOTHING;
+			ON CONFLICT ON CONSTRAINT open_claims_pkey DO NOTHING;
 		ELSE
 			res.lease_token := idempotency._new_token(false);
 		END IF;
