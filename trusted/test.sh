@@ -35,6 +35,8 @@ if [ "${1-}" = --in-virtualenv ]; then
   notok() { echo "not ok $1"; fail=$((fail + 1)); }
   check() {  # check NAME COMMAND...: ok when COMMAND succeeds
     local name=$1 log; shift
+    # TRUSTED_CHECKS=REGEX runs only the checks it matches (and the install)
+    if [ -n "${TRUSTED_CHECKS-}" ] && [[ ! $name =~ ^install ]] && [[ ! $name =~ $TRUSTED_CHECKS ]]; then return 0; fi
     log=$out/$(echo "$name" | tr / _).log
     if "$@" >"$log" 2>&1; then ok "$name"; else notok "$name"; sed 's/^/    /' "$log" | tail -n 40; fi
   }
