@@ -475,7 +475,7 @@ RETURN CASE WHEN recorded THEN pg_catalog.gen_random_uuid()
 -- wait_ms (-1: as long as lock_timeout allows): 'locked' with the latest
 -- version in r, 'gone' if it was deleted, 'busy' if another transaction
 -- holds it past the wait.
-CREATE FUNCTION idempotency._lock_row(scope text, key text, wait_ms bigint, OUT status text, OUT r idempotency.keys)
+CREATE FUNCTION idempotency._lock_row_now(scope text, key text, wait_ms bigint, OUT status text, OUT r idempotency.keys)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -484,18 +484,18 @@ DECLARE
 BEGIN
 	IF wait_ms < 0 THEN
 		SELECT * INTO r FROM idempotency.keys AS k
-		 WHERE k.key = _lock_row.key AND k.scope = _lock_row.scope FOR UPDATE;
+		 WHERE k.key = _lock_row_now.key AND k.scope = _lock_row_now.scope FOR UPDATE;
 		status := CASE WHEN FOUND THEN 'locked' ELSE 'gone' END;
 		RETURN;
 	END IF;
 	SELECT * INTO r FROM idempotency.keys AS k
-	 WHERE k.key = _lock_row.key AND k.scope = _lock_row.scope FOR UPDATE SKIP LOCKED;
+	 WHERE k.key = _lock_row_now.key AND k.scope = _lock_row_now.scope FOR UPDATE SKIP LOCKED;
 	IF FOUND THEN
 		status := 'locked';
 		RETURN;
 	END IF;
 	IF NOT EXISTS (SELECT FROM idempotency.keys AS k
-				   WHERE k.key = _lock_row.key AND k.scope = _lock_row.scope) THEN
+				   WHERE k.key = _lock_row_now.key AND k.scope = _lock_row_now.scope) THEN
 		status := 'gone';
 		RETURN;
 	END IF;
@@ -507,11 +507,39 @@ BEGIN
 	BEGIN
 		PERFORM set_config('lock_timeout', wait_ms::text, true);
 		SELECT * INTO r FROM idempotency.keys AS k
-		 WHERE k.key = _lock_row.key AND k.scope = _lock_row.scope FOR UPDATE;
+		 WHERE k.key = _lock_row_now.key AND k.scope = _lock_row_now.scope FOR UPDATE;
 		status := CASE WHEN FOUND THEN 'locked' ELSE 'gone' END;
 		PERFORM set_config('lock_timeout', saved, true);
 	EXCEPTION WHEN lock_not_available THEN
 		status := 'busy';
+	END;
+END
+$$;
+
+-- _lock_row_now(); under REPEATABLE READ a row changed after the snapshot is
+-- PostgreSQL's serialization failure, said as the C edition says it.
+CREATE FUNCTION idempotency._lock_row(scope text, key text, wait_ms bigint, OUT status text, OUT r idempotency.keys)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	l record;
+BEGIN
+	IF current_setting('transaction_isolation') = 'read committed' THEN
+		SELECT * INTO l FROM idempotency._lock_row_now(scope, key, wait_ms);
+		status := l.status;
+		r := l.r;
+		RETURN;
+	END IF;
+	BEGIN
+		SELECT * INTO l FROM idempotency._lock_row_now(scope, key, wait_ms);
+		status := l.status;
+		r := l.r;
+	EXCEPTION WHEN serialization_failure THEN
+		RAISE EXCEPTION 'could not serialize access due to a concurrent change of idempotency key "%"', key
+			USING ERRCODE = '40001',
+				  DETAIL = format('Another transaction changed key "%s" in scope "%s" after this transaction''s snapshot was taken.', key, scope),
+				  HINT = 'Retry the transaction.';
 	END;
 END
 $$;
@@ -526,6 +554,33 @@ BEGIN
 		USING ERRCODE = '40001',
 			  DETAIL = format('Another transaction changed key "%s" in scope "%s" after this transaction''s snapshot was taken.', key, scope),
 			  HINT = 'Retry the transaction; the retry replays the other request''s response.';
+END
+$$;
+
+-- Under REPEATABLE READ and SERIALIZABLE the transaction's snapshot may not
+-- show a row that another request committed after it was taken; the C
+-- edition reads again with a fresh snapshot, which PL/pgSQL cannot.  An
+-- insert does see such a row: ON CONFLICT refuses it with a serialization
+-- failure.  So a claim that found no row tries the insert, in a
+-- subtransaction that is always rolled back.
+CREATE FUNCTION idempotency._snapshot_probe(scope text, key text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	BEGIN
+		INSERT INTO idempotency.keys (scope, key, fingerprint, state, response_status,
+									  created_at, expires_at, retain_until)
+		VALUES (scope, key, '\x00', 'completed', 200, now(), now(), now())
+		ON CONFLICT DO NOTHING;
+		RAISE EXCEPTION USING ERRCODE = 'IKH02';
+	EXCEPTION
+		WHEN SQLSTATE 'IKH02' THEN
+			NULL;
+		WHEN serialization_failure THEN
+			PERFORM idempotency._raise_serialization_failure(scope, key);
+	END;
 END
 $$;
 
@@ -1043,6 +1098,9 @@ BEGIN
 	END IF;
 
 	-- 'new'
+	IF row_.scope IS NULL AND current_setting('transaction_isolation') <> 'read committed' THEN
+		PERFORM idempotency._snapshot_probe(scope, key);
+	END IF;
 	IF row_.scope IS NOT NULL AND row_.state = 'in_progress' THEN
 		PERFORM idempotency._report_abandoned(scope, key, row_.recovery_point);
 	END IF;

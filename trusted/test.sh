@@ -16,6 +16,7 @@
 #   same-bytes   fingerprints and downstream keys of both editions, byte for byte
 #   pg_cron      idempotency.reap() scheduled by pg_cron: expired keys go, live leases stay
 #   dump-crossing  a dump of either edition restored into the other: every retry replays
+#   hammer       bench/doublecharge, 16 clients and an immediate shutdown: 0 double charges
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MAKE=${MAKE:-make}
@@ -25,7 +26,8 @@ MAKE=${MAKE:-make}
 TRUSTED_REGRESS="bad_input broken_rows commit_guard durable durable_5xx durable_modes
   durable_windows every_byte hostile_search_path reap release_5xx replay"
 TRUSTED_SPECS="concurrent_replays durable_concurrent_resumers durable_duplicate_during_lease
-  durable_stale_worker nowait_conflict plpgsql_wait reap_skips_locked two_scopes
+  durable_resume_after_late_checkpoint durable_stale_worker nowait_conflict plpgsql_wait
+  policy_change_applies reap_skips_locked repeatable_read_race two_scopes
   wait_fingerprint_mismatch wait_new_after_abort wait_new_after_release wait_replay wait_timeout"
 
 if [ "${1-}" = --in-virtualenv ]; then
@@ -38,7 +40,8 @@ if [ "${1-}" = --in-virtualenv ]; then
     # TRUSTED_CHECKS=REGEX runs only the checks it matches (and the install)
     if [ -n "${TRUSTED_CHECKS-}" ] && [[ ! $name =~ ^install ]] && [[ ! $name =~ $TRUSTED_CHECKS ]]; then return 0; fi
     log=$out/$(echo "$name" | tr / _).log
-    if "$@" >"$log" 2>&1; then ok "$name"; else notok "$name"; sed 's/^/    /' "$log" | tail -n 40; fi
+    if "$@" >"$log" 2>&1; then ok "$name"; sed -n '$s/^./    &/p' "$log"
+    else notok "$name"; sed 's/^/    /' "$log" | tail -n 40; fi
   }
   q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
   owner() { PGPASSWORD=ikowner psql -X -q -v ON_ERROR_STOP=1 -U ikowner "$@"; }
@@ -122,6 +125,8 @@ SQL
   check pg_cron bash trusted/pg_cron.sh
 
   check dump-crossing bash trusted/dump_crossing.sh "$out"
+
+  check hammer bash trusted/hammer.sh "$out"
 
   # TRUSTED_RESULTS=DIR keeps the regress results there, for new expected files.
   [ -z "${TRUSTED_RESULTS-}" ] || cp -r "$out/results/." "$TRUSTED_RESULTS/"
