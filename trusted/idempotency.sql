@@ -104,6 +104,31 @@ CREATE TABLE idempotency.settings (
 );
 INSERT INTO idempotency.settings DEFAULT VALUES;
 
+-- An INSERT replaces the one row: so a restore of a dump of the pg_tle
+-- edition (whose CREATE EXTENSION inserts the defaults again) brings back
+-- the dumped settings, and an operator may write them either way.
+CREATE FUNCTION idempotency._settings_replace()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF EXISTS (SELECT FROM idempotency.settings) THEN
+		UPDATE idempotency.settings AS s
+		   SET mode = NEW.mode, enforce_percent = NEW.enforce_percent, ttl = NEW.ttl,
+			   retain = NEW.retain, fingerprint_secret = NEW.fingerprint_secret,
+			   downstream_secret = NEW.downstream_secret;
+		RETURN NULL;
+	END IF;
+	RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER settings_replace
+	BEFORE INSERT ON idempotency.settings
+	FOR EACH ROW EXECUTE FUNCTION idempotency._settings_replace();
+ALTER TABLE idempotency.settings ENABLE ALWAYS TRIGGER settings_replace;
+
 COMMENT ON TABLE idempotency.settings IS
 	'Defaults of mode, enforce_percent, ttl and retain, and the secrets; only the owner reads or writes it';
 

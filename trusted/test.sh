@@ -16,6 +16,7 @@
 #   same-bytes   fingerprints and downstream keys of both editions, byte for byte
 #   pg_cron      idempotency.reap() scheduled by pg_cron: expired keys go, live leases stay
 #   dump-crossing  a dump of either edition restored into the other: every retry replays
+#   pg_tle-body  the pg_tle script's body, run as a trusted extension's script (no pg_tle here)
 #   hammer       bench/doublecharge, 16 clients and an immediate shutdown: 0 double charges
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,6 +79,7 @@ SELECT p.oid::regprocedure || ': ' || c
   CROSS JOIN LATERAL plpgsql_check_function(p.oid,
         CASE p.proname WHEN '_commit_guard' THEN 'idempotency.open_claims'::regclass
                        WHEN '_truncate_guard' THEN 'idempotency.keys'::regclass
+                       WHEN '_settings_replace' THEN 'idempotency.settings'::regclass
                        ELSE 0 END,
         extra_warnings => false, performance_warnings => false) AS c
  WHERE p.pronamespace = 'idempotency'::regnamespace;
@@ -127,6 +129,8 @@ SQL
   check dump-crossing bash trusted/dump_crossing.sh "$out"
 
   check hammer bash trusted/hammer.sh "$out"
+
+  check pg_tle-body bash trusted/pgtle_body.sh "$out"
 
   # TRUSTED_RESULTS=DIR keeps the regress results there, for new expected files.
   [ -z "${TRUSTED_RESULTS-}" ] || cp -r "$out/results/." "$TRUSTED_RESULTS/"

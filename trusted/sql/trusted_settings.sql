@@ -7,8 +7,12 @@
 SELECT mode, enforce_percent, ttl, retain, fingerprint_secret = '' AS no_fingerprint_secret,
        downstream_secret = '' AS no_downstream_secret
   FROM idempotency.settings;
--- One row, and a retention shorter than the replay window is refused.
+-- One row: an INSERT replaces it.  A retention shorter than the replay
+-- window is refused.
+INSERT INTO idempotency.settings (ttl, retain) VALUES ('1 hour', '1 day');
+SELECT count(*), min(ttl), min(retain) FROM idempotency.settings;
 INSERT INTO idempotency.settings DEFAULT VALUES;
+SELECT count(*), min(ttl), min(retain) FROM idempotency.settings;
 UPDATE idempotency.settings SET retain = '1 hour';
 UPDATE idempotency.settings SET mode = 'on';
 
