@@ -171,14 +171,15 @@ CREATE TYPE idempotency.claim_result AS (
 
 -- ---------------------------------------------------------------------------
 -- Helpers.  Nothing is granted on them; the public functions call them as
--- the owner.
+-- the owner, under the search_path those pin (a SET clause on each helper
+-- would cost every call a change of search_path: measured, a third of a
+-- claim).
 
 -- An argument of 1 to maxbytes bytes without control characters (in a
 -- UTF-8 database the C1 controls count too), or IK400 naming it.
 CREATE FUNCTION idempotency._check_text(val text, argname text, maxbytes integer)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	len integer;
@@ -209,7 +210,6 @@ $$;
 CREATE FUNCTION idempotency._check_fingerprint(val bytea, argname text)
 RETURNS bytea
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	IF val IS NULL THEN
@@ -237,26 +237,19 @@ RETURN pg_catalog.trunc((pg_catalog.extract('epoch', iv)
 -- t plus ms milliseconds, saturating at 'infinity' as the C edition does.
 CREATE FUNCTION idempotency._plus_ms(t timestamptz, ms bigint)
 RETURNS timestamptz
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	IF NOT isfinite(t) THEN
-		RETURN t;
-	END IF;
-	IF ms > 9000000000000000 / 1000
-	   OR ms / 1000 > extract(epoch FROM '294276-12-31 00:00:00+00'::timestamptz) - extract(epoch FROM t) THEN
-		RETURN 'infinity'::timestamptz;
-	END IF;
-	RETURN t + ms * interval '1 millisecond';
-END
-$$;
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN NOT pg_catalog.isfinite(t) THEN t
+			WHEN ms OPERATOR(pg_catalog.>) 9000000000000
+				 OR ms OPERATOR(pg_catalog./) 1000 OPERATOR(pg_catalog.>)
+					(pg_catalog.extract('epoch', '294276-12-31 00:00:00+00'::timestamptz)
+					 OPERATOR(pg_catalog.-) pg_catalog.extract('epoch', t))
+			THEN 'infinity'::timestamptz
+			ELSE t OPERATOR(pg_catalog.+) (ms OPERATOR(pg_catalog.*) '1 millisecond'::interval) END;
 
 -- A wait or lease argument as milliseconds, 0 to INT_MAX.
 CREATE FUNCTION idempotency._interval_arg(val interval, argname text)
 RETURNS bigint
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	ms bigint;
@@ -280,7 +273,6 @@ $$;
 CREATE FUNCTION idempotency._require_writable(funcname text)
 RETURNS void
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	IF pg_is_in_recovery() THEN
@@ -301,7 +293,6 @@ $$;
 CREATE FUNCTION idempotency._policy(scope text,
 	OUT mode text, OUT ttl_ms bigint, OUT retain_ms bigint, OUT cache_5xx boolean)
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	s record;
@@ -350,7 +341,6 @@ RETURN pg_catalog.hashtextextended(key COLLATE "C",
 CREATE FUNCTION idempotency._lock_key(keyhash bigint, wait_ms bigint)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	saved text;
@@ -376,7 +366,6 @@ $$;
 CREATE FUNCTION idempotency._raise_in_progress(scope text, key text, holder text, wait_ms bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	RAISE EXCEPTION 'idempotency key "%" is in use by a request in progress', key
@@ -391,7 +380,6 @@ $$;
 CREATE FUNCTION idempotency._check_row(r idempotency.keys)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	problem text;
@@ -429,7 +417,6 @@ $$;
 CREATE FUNCTION idempotency._classify(r idempotency.keys, fingerprint bytea)
 RETURNS text
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	lease_live boolean;
@@ -453,7 +440,6 @@ $$;
 CREATE FUNCTION idempotency._judge(r idempotency.keys, fingerprint bytea)
 RETURNS text
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	verdict text := idempotency._classify(r, fingerprint);
@@ -502,7 +488,6 @@ RETURN CASE WHEN recorded THEN pg_catalog.gen_random_uuid()
 -- holds it past the wait.
 CREATE FUNCTION idempotency._lock_row_now(scope text, key text, wait_ms bigint, OUT status text, OUT r idempotency.keys)
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	saved text;
@@ -545,7 +530,6 @@ $$;
 -- PostgreSQL's serialization failure, said as the C edition says it.
 CREATE FUNCTION idempotency._lock_row(scope text, key text, wait_ms bigint, OUT status text, OUT r idempotency.keys)
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	l record;
@@ -572,7 +556,6 @@ $$;
 CREATE FUNCTION idempotency._raise_serialization_failure(scope text, key text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	RAISE EXCEPTION 'could not serialize access due to a concurrent claim of idempotency key "%"', key
@@ -591,7 +574,6 @@ $$;
 CREATE FUNCTION idempotency._snapshot_probe(scope text, key text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	BEGIN
@@ -615,7 +597,6 @@ $$;
 CREATE FUNCTION idempotency._write_row(w idempotency.keys, replace boolean)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	old record;
@@ -660,7 +641,6 @@ $$;
 CREATE FUNCTION idempotency._report_abandoned(scope text, key text, recovery_point text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	RAISE LOG 'idempotency: abandoned durable claim of key "%" in scope "%"', key, scope
@@ -712,7 +692,6 @@ RETURN pg_catalog.convert_to(tag, 'SQL_ASCII') OPERATOR(pg_catalog.||)
 CREATE FUNCTION idempotency._canonical(v jsonb)
 RETURNS bytea
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	enc CONSTANT name := getdatabaseencoding();
@@ -750,7 +729,6 @@ $$;
 CREATE FUNCTION idempotency._check_method(method text)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM idempotency._check_text(method, 'method', 32);
@@ -766,7 +744,6 @@ $$;
 CREATE FUNCTION idempotency._fingerprint_request(method text, path text, body jsonb)
 RETURNS bytea
 LANGUAGE plpgsql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM idempotency._check_method(method);
@@ -790,10 +767,12 @@ LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 RETURN idempotency._fingerprint_request(method, path, body);
 
--- A body as text is parsed here, so that malformed JSON is an IK400.
+-- A body as text is parsed here, so that malformed JSON is an IK400; the
+-- parse error is caught in a subtransaction, which a parallel worker cannot
+-- start: PARALLEL RESTRICTED, so it runs in the leader.
 CREATE FUNCTION idempotency.fingerprint(method text, path text, body text)
 RETURNS bytea
-LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -914,10 +893,10 @@ BEGIN
 	IF coalesce(current_setting('idempotency.allow_truncate', true), '') <> 'on'
 	   OR NOT pg_has_role(session_user,
 						  (SELECT c.relowner FROM pg_class AS c WHERE c.oid = TG_RELID), 'MEMBER') THEN
-		RAISE EXCEPTION 'cannot truncate idempotency.keys'
+		RAISE EXCEPTION 'TRUNCATE of %.% is refused', TG_TABLE_SCHEMA, TG_TABLE_NAME
 			USING ERRCODE = '42501',
-				  DETAIL = 'Truncating the keys would let every retry charge again.',
-				  HINT = 'Delete the rows to remove, or, as the owner, SET idempotency.allow_truncate = on for the session.';
+				  DETAIL = 'It would delete every idempotency key, so every retry of a request already charged would be charged again.',
+				  HINT = 'Delete rows past retention with idempotency.reap(). To truncate anyway, the owner of idempotency.keys runs SET idempotency.allow_truncate = on in the session first.';
 	END IF;
 	RETURN NULL;
 END
@@ -938,7 +917,6 @@ ALTER TABLE idempotency.keys ENABLE ALWAYS TRIGGER keys_truncate_guard;
 CREATE FUNCTION idempotency._decide(scope text, key text, fingerprint bytea, keyhash bigint, wait_ms bigint,
 	OUT outcome text, OUT r idempotency.keys)
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	deadline CONSTANT timestamptz := clock_timestamp() + wait_ms * interval '1 millisecond';
@@ -1022,9 +1000,17 @@ AS $$
 DECLARE
 	lease_ms bigint;
 	wait_ms bigint;
-	pol record;
+	p_mode text;
+	p_ttl interval;
+	p_retain interval;
+	p_cache_5xx boolean;
+	p_row boolean;
+	p_percent integer;
+	h numeric;
 	keyhash bigint;
 	d record;
+	pr record;
+	outcome_ text;
 	res idempotency.claim_result;
 	w idempotency.keys;
 	holds_lock boolean;
@@ -1032,31 +1018,70 @@ DECLARE
 	setting text;
 	row_ idempotency.keys;
 BEGIN
-	PERFORM idempotency._require_writable('idempotency.claim()');
-	PERFORM idempotency._check_text(scope, 'scope', 255);
-	PERFORM idempotency._check_text(key, 'key', 255);
-	PERFORM idempotency._check_fingerprint(fingerprint, 'fingerprint');
-	lease_ms := idempotency._interval_arg(lease, 'lease');
-	IF lease_ms IS NOT NULL AND lease_ms <= 0 THEN
-		RAISE EXCEPTION 'argument "lease" must be positive' USING ERRCODE = 'IK400';
+	-- The arguments; the validators raise the precise IK400.
+	IF scope IS NULL OR key IS NULL OR fingerprint IS NULL
+	   OR octet_length(scope) NOT BETWEEN 1 AND 255 OR octet_length(key) NOT BETWEEN 1 AND 255
+	   OR octet_length(fingerprint) NOT BETWEEN 1 AND 255
+	   OR scope ~ '[\x01-\x1f\x7f\u0080-\u009f]' OR key ~ '[\x01-\x1f\x7f\u0080-\u009f]' THEN
+		PERFORM idempotency._check_text(scope, 'scope', 255);
+		PERFORM idempotency._check_text(key, 'key', 255);
+		PERFORM idempotency._check_fingerprint(fingerprint, 'fingerprint');
 	END IF;
-	wait_ms := idempotency._interval_arg(wait, 'wait');
-	IF wait_ms IS NULL THEN
+	IF current_setting('transaction_read_only') = 'on' OR pg_is_in_recovery() THEN
+		PERFORM idempotency._require_writable('idempotency.claim()');
+	END IF;
+	IF lease IS NOT NULL THEN
+		lease_ms := idempotency._interval_arg(lease, 'lease');
+		IF lease_ms <= 0 THEN
+			RAISE EXCEPTION 'argument "lease" must be positive' USING ERRCODE = 'IK400';
+		END IF;
+	END IF;
+	IF wait IS NOT NULL THEN
+		wait_ms := idempotency._interval_arg(wait, 'wait');
+	ELSE
 		-- idempotency.lock_timeout, a setting any role may change as in C
 		setting := nullif(current_setting('idempotency.lock_timeout', true), '');
-		wait_ms := CASE WHEN setting IS NULL THEN 0
+		wait_ms := CASE WHEN setting IS NULL OR setting = '0' THEN 0
 						WHEN setting ~ '^\d+$' THEN setting::bigint
 						ELSE idempotency._interval_arg(setting::interval, 'idempotency.lock_timeout') END;
 	END IF;
+
+	-- The scope's policy (_policy(), inline: the hot path), and the key's
+	-- row, in one statement.
+	SELECT coalesce(po.mode, st.mode) AS mode, coalesce(po.ttl, st.ttl) AS ttl,
+		   coalesce(po.retain, st.retain) AS retain, coalesce(po.cache_5xx, false) AS cache_5xx,
+		   po.scope IS NOT NULL AS has_row, st.enforce_percent, k AS krow
+	  INTO pr
+	  FROM idempotency.settings AS st
+	  LEFT JOIN idempotency.policies AS po ON po.scope = claim.scope
+	  LEFT JOIN idempotency.keys AS k ON k.key = claim.key AND k.scope = claim.scope;
+	p_mode := pr.mode;
+	p_ttl := pr.ttl;
+	p_retain := pr.retain;
+	p_cache_5xx := pr.cache_5xx;
+	p_row := pr.has_row;
+	p_percent := pr.enforce_percent;
+	row_ := pr.krow;
+	IF NOT p_row AND p_mode = 'enforce' AND p_percent < 100 THEN
+		h := hashtextextended(claim.scope COLLATE "C", 1229214032);
+		IF h < 0 THEN
+			h := h + 18446744073709551616;
+		END IF;
+		IF h % 100 >= p_percent THEN
+			p_mode := 'shadow';
+		END IF;
+	END IF;
+	IF p_retain < p_ttl THEN
+		PERFORM idempotency._policy(scope);		-- raises the error
+	END IF;
 	keyhash := idempotency._key_hash(scope, key);
-	SELECT * INTO pol FROM idempotency._policy(scope);
 	res.first_seen := now();
 
-	IF pol.mode = 'off' THEN
+	IF p_mode = 'off' THEN
 		IF lease_ms IS NULL THEN
 			INSERT INTO idempotency.open_claims
-			VALUES (pg_current_xact_id(), scope, key, fingerprint, now(), pol.mode,
-					pol.ttl_ms, pol.retain_ms, pol.cache_5xx, false, false)
+			VALUES (pg_current_xact_id(), scope, key, fingerprint, now(), p_mode,
+					idempotency._ms(p_ttl), idempotency._ms(p_retain), p_cache_5xx, false, false)
 			ON CONFLICT ON CONSTRAINT open_claims_pkey DO NOTHING;
 		ELSE
 			res.lease_token := idempotency._new_token(false);
@@ -1065,7 +1090,7 @@ BEGIN
 		RETURN res;
 	END IF;
 
-	IF pol.mode = 'shadow' THEN
+	IF p_mode = 'shadow' THEN
 		-- 'new', never raising or waiting; only a claim that got the key's
 		-- lock records a response, so shadowed duplicates never collide.
 		holds_lock := false;
@@ -1078,8 +1103,8 @@ BEGIN
 		END IF;
 		IF lease_ms IS NULL THEN
 			INSERT INTO idempotency.open_claims
-			VALUES (pg_current_xact_id(), scope, key, fingerprint, now(), pol.mode,
-					pol.ttl_ms, pol.retain_ms, pol.cache_5xx, replace, holds_lock)
+			VALUES (pg_current_xact_id(), scope, key, fingerprint, now(), p_mode,
+					idempotency._ms(p_ttl), idempotency._ms(p_retain), p_cache_5xx, replace, holds_lock)
 			ON CONFLICT ON CONSTRAINT open_claims_pkey DO NOTHING;
 		ELSE
 			res.lease_token := idempotency._new_token(false);
@@ -1089,14 +1114,44 @@ BEGIN
 	END IF;
 
 	-- This transaction's own open claim: a duplicate of itself.
-	IF EXISTS (SELECT FROM idempotency.open_claims AS c
-			   WHERE c.xact = pg_current_xact_id_if_assigned() AND c.key = claim.key AND c.scope = claim.scope) THEN
+	IF pg_current_xact_id_if_assigned() IS NOT NULL AND EXISTS (
+			SELECT FROM idempotency.open_claims AS c
+			 WHERE c.xact = pg_current_xact_id_if_assigned() AND c.key = claim.key AND c.scope = claim.scope) THEN
 		PERFORM idempotency._raise_in_progress(scope, key, 'This transaction', wait_ms);
 	END IF;
 
-	SELECT * INTO d FROM idempotency._decide(scope, key, fingerprint, keyhash, wait_ms);
-	row_ := d.r;
-	IF d.outcome = 'replay' THEN
+	-- The two common cases first: a completed key inside its replay window
+	-- replays without the lock; a key without a row whose lock is free is
+	-- new.  Every other case, and every row that is not plainly good, goes
+	-- through _decide(), which is claim.c's decide().
+	IF row_.scope IS NOT NULL THEN
+		IF row_.state = 'completed' AND row_.fingerprint = fingerprint AND now() < row_.expires_at
+		   AND row_.response_status BETWEEN 100 AND 599 AND row_.lease_token IS NULL
+		   AND row_.lease_duration IS NULL AND row_.lease_expires_at IS NULL
+		   AND (row_.response_headers IS NULL OR jsonb_typeof(row_.response_headers) = 'object')
+		   AND row_.created_at <= row_.expires_at AND row_.expires_at <= row_.retain_until THEN
+			outcome_ := 'replay';
+		ELSE
+			SELECT * INTO d FROM idempotency._decide(scope, key, fingerprint, keyhash, wait_ms);
+			outcome_ := d.outcome;
+			row_ := d.r;
+		END IF;
+	ELSIF pg_try_advisory_xact_lock(keyhash) THEN
+		-- the holder before us may have committed a row meanwhile
+		SELECT * INTO row_ FROM idempotency.keys AS k WHERE k.key = claim.key AND k.scope = claim.scope;
+		IF FOUND THEN
+			SELECT * INTO d FROM idempotency._decide(scope, key, fingerprint, keyhash, wait_ms);
+			outcome_ := d.outcome;
+			row_ := d.r;
+		ELSE
+			outcome_ := 'new';
+		END IF;
+	ELSE
+		SELECT * INTO d FROM idempotency._decide(scope, key, fingerprint, keyhash, wait_ms);
+			outcome_ := d.outcome;
+			row_ := d.r;
+	END IF;
+	IF outcome_ = 'replay' THEN
 		res.outcome := 'replay';
 		res.response_status := row_.response_status;
 		res.response_headers := row_.response_headers;
@@ -1106,7 +1161,7 @@ BEGIN
 		RETURN res;
 	END IF;
 
-	IF d.outcome = 'resume' THEN
+	IF outcome_ = 'resume' THEN
 		res.outcome := 'resume';
 		res.lease_token := idempotency._new_token(true);
 		res.recovery_point := row_.recovery_point;
@@ -1139,16 +1194,16 @@ BEGIN
 		w.lease_duration := lease_ms * interval '1 millisecond';
 		w.lease_expires_at := idempotency._plus_ms(clock_timestamp(), lease_ms);
 		w.created_at := now();
-		w.expires_at := idempotency._plus_ms(now(), pol.ttl_ms);
+		w.expires_at := idempotency._plus_ms(now(), idempotency._ms(p_ttl));
 		w.retain_until := idempotency._retention_for_lease(w.created_at, w.expires_at,
-							idempotency._plus_ms(now(), pol.retain_ms), w.lease_expires_at);
+							idempotency._plus_ms(now(), idempotency._ms(p_retain)), w.lease_expires_at);
 		PERFORM idempotency._write_row(w, row_.scope IS NOT NULL);
 		res.lease_token := w.lease_token;
 		RETURN res;
 	END IF;
 	INSERT INTO idempotency.open_claims
-	VALUES (pg_current_xact_id(), scope, key, fingerprint, now(), pol.mode,
-			pol.ttl_ms, pol.retain_ms, pol.cache_5xx, row_.scope IS NOT NULL, true);
+	VALUES (pg_current_xact_id(), scope, key, fingerprint, now(), p_mode,
+			idempotency._ms(p_ttl), idempotency._ms(p_retain), p_cache_5xx, row_.scope IS NOT NULL, true);
 	RETURN res;
 END
 $$;
@@ -1159,7 +1214,6 @@ $$;
 CREATE FUNCTION idempotency._lock_lease(scope text, key text, token uuid, funcname text,
 	OUT found_ boolean, OUT r idempotency.keys)
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	lk record;
@@ -1206,7 +1260,6 @@ $$;
 CREATE FUNCTION idempotency._open_claim(scope text, key text, funcname text)
 RETURNS idempotency.open_claims
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	c idempotency.open_claims;
@@ -1250,8 +1303,12 @@ DECLARE
 	result text;
 	cache_5xx boolean;
 BEGIN
-	PERFORM idempotency._check_text(scope, 'scope', 255);
-	PERFORM idempotency._check_text(key, 'key', 255);
+	IF scope IS NULL OR key IS NULL
+	   OR octet_length(scope) NOT BETWEEN 1 AND 255 OR octet_length(key) NOT BETWEEN 1 AND 255
+	   OR scope ~ '[\x01-\x1f\x7f\u0080-\u009f]' OR key ~ '[\x01-\x1f\x7f\u0080-\u009f]' THEN
+		PERFORM idempotency._check_text(scope, 'scope', 255);
+		PERFORM idempotency._check_text(key, 'key', 255);
+	END IF;
 	IF response_status IS NULL THEN
 		RAISE EXCEPTION 'argument "response_status" must not be null' USING ERRCODE = 'IK400';
 	END IF;
@@ -1262,7 +1319,9 @@ BEGIN
 	IF response_headers IS NOT NULL AND jsonb_typeof(response_headers) <> 'object' THEN
 		RAISE EXCEPTION 'argument "response_headers" must be a JSON object' USING ERRCODE = 'IK400';
 	END IF;
-	PERFORM idempotency._require_writable('idempotency.complete()');
+	IF current_setting('transaction_read_only') = 'on' OR pg_is_in_recovery() THEN
+		PERFORM idempotency._require_writable('idempotency.complete()');
+	END IF;
 
 	IF lease_token IS NOT NULL THEN
 		-- a durable claim, in any transaction (lease.c's ik_lease_complete)
@@ -1292,7 +1351,13 @@ BEGIN
 		RETURN 'stored';
 	END IF;
 
-	c := idempotency._open_claim(scope, key, 'complete');
+	-- the open claim, closed at once: an error below rolls the close back too
+	DELETE FROM idempotency.open_claims AS o
+	 WHERE o.xact = pg_current_xact_id_if_assigned() AND o.key = complete.key AND o.scope = complete.scope
+	RETURNING * INTO c;
+	IF NOT FOUND THEN
+		PERFORM idempotency._open_claim(scope, key, 'complete');	-- raises IK428
+	END IF;
 	IF c.mode = 'off' THEN
 		result := 'skipped';
 	ELSIF response_status >= 500 AND NOT c.cache_5xx THEN
@@ -1313,7 +1378,6 @@ BEGIN
 			PERFORM idempotency._write_row(w, c.replace);
 		END IF;
 	END IF;
-	PERFORM idempotency._close_claim(c);
 	RETURN result;
 END
 $$;
