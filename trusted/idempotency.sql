@@ -229,22 +229,30 @@ $$;
 -- edition counts them (extract(epoch) counts a year as 365.25 days).
 CREATE FUNCTION idempotency._ms(iv interval)
 RETURNS bigint
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN pg_catalog.trunc((pg_catalog.extract('epoch', iv)
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+	RETURN pg_catalog.trunc((pg_catalog.extract('epoch', iv)
 						 OPERATOR(pg_catalog.-) (pg_catalog.extract('year', iv) OPERATOR(pg_catalog.*) 453600))
 						OPERATOR(pg_catalog.*) 1000)::bigint;
+END
+$$;
 
 -- t plus ms milliseconds, saturating at 'infinity' as the C edition does.
 CREATE FUNCTION idempotency._plus_ms(t timestamptz, ms bigint)
 RETURNS timestamptz
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN CASE WHEN NOT pg_catalog.isfinite(t) THEN t
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+	RETURN CASE WHEN NOT pg_catalog.isfinite(t) THEN t
 			WHEN ms OPERATOR(pg_catalog.>) 9000000000000
 				 OR ms OPERATOR(pg_catalog./) 1000 OPERATOR(pg_catalog.>)
 					(pg_catalog.extract('epoch', '294276-12-31 00:00:00+00'::timestamptz)
 					 OPERATOR(pg_catalog.-) pg_catalog.extract('epoch', t))
 			THEN 'infinity'::timestamptz
 			ELSE t OPERATOR(pg_catalog.+) (ms OPERATOR(pg_catalog.*) '1 millisecond'::interval) END;
+END
+$$;
 
 -- A wait or lease argument as milliseconds, 0 to INT_MAX.
 CREATE FUNCTION idempotency._interval_arg(val interval, argname text)
@@ -334,9 +342,13 @@ $$;
 -- (scope, key), taken at once or within wait_ms.
 CREATE FUNCTION idempotency._key_hash(scope text, key text)
 RETURNS bigint
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN pg_catalog.hashtextextended(key COLLATE "C",
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+	RETURN pg_catalog.hashtextextended(key COLLATE "C",
 		pg_catalog.hashtextextended(scope COLLATE "C", 1229212011));
+END
+$$;
 
 CREATE FUNCTION idempotency._lock_key(keyhash bigint, wait_ms bigint)
 RETURNS boolean
@@ -466,21 +478,29 @@ $$;
 CREATE FUNCTION idempotency._retention_for_lease(created_at timestamptz, expires_at timestamptz,
 	retain_until timestamptz, lease_end timestamptz)
 RETURNS timestamptz
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN CASE WHEN NOT pg_catalog.isfinite(expires_at) THEN retain_until
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+	RETURN CASE WHEN NOT pg_catalog.isfinite(expires_at) THEN retain_until
 			ELSE pg_catalog.timestamptz_larger(retain_until,
 				   idempotency._plus_ms(lease_end,
 					 pg_catalog.trunc(pg_catalog.extract('epoch', expires_at OPERATOR(pg_catalog.-) created_at)
 									  OPERATOR(pg_catalog.*) 1000)::bigint))
 	   END;
+END
+$$;
 
 -- A lease token: a random UUID of version 4 for a recorded claim, 8 for one
 -- that recorded nothing (off, shadow), so finishing it stays a no-op.
 CREATE FUNCTION idempotency._new_token(recorded boolean)
 RETURNS uuid
-LANGUAGE sql VOLATILE PARALLEL SAFE
-RETURN CASE WHEN recorded THEN pg_catalog.gen_random_uuid()
+LANGUAGE plpgsql VOLATILE PARALLEL SAFE
+AS $$
+BEGIN
+	RETURN CASE WHEN recorded THEN pg_catalog.gen_random_uuid()
 			ELSE pg_catalog.overlay(pg_catalog.gen_random_uuid()::text, '8', 15, 1)::uuid END;
+END
+$$;
 
 -- Lock the row of (scope, key) for the rest of the transaction, within
 -- wait_ms (-1: as long as lock_timeout allows): 'locked' with the latest
@@ -675,9 +695,10 @@ BEGIN
 	END IF;
 	EXECUTE pg_catalog.format(
 		'CREATE FUNCTION idempotency._hash(data bytea, secret text) RETURNS bytea '
-		'LANGUAGE sql IMMUTABLE PARALLEL SAFE '
-		'RETURN CASE WHEN secret OPERATOR(pg_catalog.=) '''' THEN %1$I.digest(data, ''sha256'') '
-		'ELSE %1$I.hmac(data, pg_catalog.convert_to(secret, pg_catalog.getdatabaseencoding()), ''sha256'') END',
+		'LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $hash$ BEGIN '
+		'IF secret OPERATOR(pg_catalog.=) '''' THEN RETURN %1$I.digest(data, ''sha256''); END IF; '
+		'RETURN %1$I.hmac(data, pg_catalog.convert_to(secret, pg_catalog.getdatabaseencoding()), ''sha256''); '
+		'END $hash$',
 		nsp);
 END
 $install$;
@@ -685,9 +706,13 @@ $install$;
 -- tag, 4-byte big-endian length, bytes
 CREATE FUNCTION idempotency._chunk(tag text, data bytea)
 RETURNS bytea
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN pg_catalog.convert_to(tag, 'SQL_ASCII') OPERATOR(pg_catalog.||)
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+	RETURN pg_catalog.convert_to(tag, 'SQL_ASCII') OPERATOR(pg_catalog.||)
 	   pg_catalog.int4send(pg_catalog.octet_length(data)) OPERATOR(pg_catalog.||) data;
+END
+$$;
 
 CREATE FUNCTION idempotency._canonical(v jsonb)
 RETURNS bytea
@@ -763,9 +788,13 @@ $$;
 -- STABLE, not IMMUTABLE: the result depends on the fingerprint secret.
 CREATE FUNCTION idempotency.fingerprint(method text, path text, body jsonb)
 RETURNS bytea
-LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-RETURN idempotency._fingerprint_request(method, path, body);
+AS $$
+BEGIN
+	RETURN idempotency._fingerprint_request(method, path, body);
+END
+$$;
 
 -- A body as text is parsed here, so that malformed JSON is an IK400; the
 -- parse error is caught in a subtransaction, which a parallel worker cannot
@@ -814,14 +843,18 @@ $$;
 -- is this one function and _downstream_digest().
 CREATE FUNCTION idempotency._downstream_digest(scope text, key text, fingerprint bytea, purpose text, secret text)
 RETURNS bytea
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN idempotency._hash(
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+	RETURN idempotency._hash(
 	'\x494b6431'::bytea
 	OPERATOR(pg_catalog.||) idempotency._chunk('s', pg_catalog.convert_to(scope, pg_catalog.getdatabaseencoding()))
 	OPERATOR(pg_catalog.||) idempotency._chunk('k', pg_catalog.convert_to(key, pg_catalog.getdatabaseencoding()))
 	OPERATOR(pg_catalog.||) idempotency._chunk('f', fingerprint)
 	OPERATOR(pg_catalog.||) idempotency._chunk('p', pg_catalog.convert_to(purpose, pg_catalog.getdatabaseencoding())),
 	secret);
+END
+$$;
 
 CREATE FUNCTION idempotency.downstream_key(scope text, key text, fingerprint bytea, purpose text)
 RETURNS text
@@ -1278,12 +1311,13 @@ $$;
 
 CREATE FUNCTION idempotency._close_claim(c idempotency.open_claims)
 RETURNS void
-LANGUAGE sql VOLATILE
-BEGIN ATOMIC
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
 	DELETE FROM idempotency.open_claims AS o
-	 WHERE o.xact OPERATOR(pg_catalog.=) c.xact AND o.key OPERATOR(pg_catalog.=) c.key
-	   AND o.scope OPERATOR(pg_catalog.=) c.scope;
-END;
+	 WHERE o.xact = c.xact AND o.key = c.key AND o.scope = c.scope;
+END
+$$;
 
 CREATE FUNCTION idempotency.complete(
 	scope text,
