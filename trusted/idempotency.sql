@@ -1081,18 +1081,16 @@ BEGIN
 
 	-- The scope's policy (_policy(), inline: the hot path), and the key's
 	-- row, in one statement.
-	SELECT coalesce(po.mode, st.mode) AS mode, coalesce(po.ttl, st.ttl) AS ttl,
-		   coalesce(po.retain, st.retain) AS retain, coalesce(po.cache_5xx, false) AS cache_5xx,
-		   po.scope IS NOT NULL AS has_row, st.enforce_percent, k AS krow
+	SELECT st.mode, st.ttl, st.retain, st.enforce_percent,
+		   (SELECT po FROM idempotency.policies AS po WHERE po.scope = claim.scope) AS pol,
+		   (SELECT k FROM idempotency.keys AS k WHERE k.key = claim.key AND k.scope = claim.scope) AS krow
 	  INTO pr
-	  FROM idempotency.settings AS st
-	  LEFT JOIN idempotency.policies AS po ON po.scope = claim.scope
-	  LEFT JOIN idempotency.keys AS k ON k.key = claim.key AND k.scope = claim.scope;
-	p_mode := pr.mode;
-	p_ttl := pr.ttl;
-	p_retain := pr.retain;
-	p_cache_5xx := pr.cache_5xx;
-	p_row := pr.has_row;
+	  FROM idempotency.settings AS st;
+	p_row := (pr.pol).scope IS NOT NULL;
+	p_mode := coalesce((pr.pol).mode, pr.mode);
+	p_ttl := coalesce((pr.pol).ttl, pr.ttl);
+	p_retain := coalesce((pr.pol).retain, pr.retain);
+	p_cache_5xx := coalesce((pr.pol).cache_5xx, false);
 	p_percent := pr.enforce_percent;
 	row_ := pr.krow;
 	IF NOT p_row AND p_mode = 'enforce' AND p_percent < 100 THEN
@@ -1107,7 +1105,6 @@ BEGIN
 	IF p_retain < p_ttl THEN
 		PERFORM idempotency._policy(scope);		-- raises the error
 	END IF;
-	keyhash := idempotency._key_hash(scope, key);
 	res.first_seen := now();
 
 	IF p_mode = 'off' THEN
@@ -1127,6 +1124,7 @@ BEGIN
 		-- 'new', never raising or waiting; only a claim that got the key's
 		-- lock records a response, so shadowed duplicates never collide.
 		holds_lock := false;
+		keyhash := idempotency._key_hash(scope, key);
 		SELECT * INTO row_ FROM idempotency.keys AS k WHERE k.key = claim.key AND k.scope = claim.scope;
 		IF NOT FOUND OR idempotency._classify(row_, fingerprint) = 'gone' THEN
 			replace := FOUND;
@@ -1157,32 +1155,33 @@ BEGIN
 	-- replays without the lock; a key without a row whose lock is free is
 	-- new.  Every other case, and every row that is not plainly good, goes
 	-- through _decide(), which is claim.c's decide().
-	IF row_.scope IS NOT NULL THEN
-		IF row_.state = 'completed' AND row_.fingerprint = fingerprint AND now() < row_.expires_at
-		   AND row_.response_status BETWEEN 100 AND 599 AND row_.lease_token IS NULL
-		   AND row_.lease_duration IS NULL AND row_.lease_expires_at IS NULL
-		   AND (row_.response_headers IS NULL OR jsonb_typeof(row_.response_headers) = 'object')
-		   AND row_.created_at <= row_.expires_at AND row_.expires_at <= row_.retain_until THEN
-			outcome_ := 'replay';
-		ELSE
-			SELECT * INTO d FROM idempotency._decide(scope, key, fingerprint, keyhash, wait_ms);
-			outcome_ := d.outcome;
-			row_ := d.r;
-		END IF;
-	ELSIF pg_try_advisory_xact_lock(keyhash) THEN
-		-- the holder before us may have committed a row meanwhile
-		SELECT * INTO row_ FROM idempotency.keys AS k WHERE k.key = claim.key AND k.scope = claim.scope;
-		IF FOUND THEN
-			SELECT * INTO d FROM idempotency._decide(scope, key, fingerprint, keyhash, wait_ms);
-			outcome_ := d.outcome;
-			row_ := d.r;
-		ELSE
-			outcome_ := 'new';
-		END IF;
-	ELSE
+	IF row_.scope IS NOT NULL AND row_.state = 'completed' AND row_.fingerprint = fingerprint
+	   AND now() < row_.expires_at
+	   AND row_.response_status BETWEEN 100 AND 599 AND row_.lease_token IS NULL
+	   AND row_.lease_duration IS NULL AND row_.lease_expires_at IS NULL
+	   AND (row_.response_headers IS NULL OR jsonb_typeof(row_.response_headers) = 'object')
+	   AND row_.created_at <= row_.expires_at AND row_.expires_at <= row_.retain_until THEN
+		outcome_ := 'replay';
+	ELSIF row_.scope IS NOT NULL THEN
+		keyhash := idempotency._key_hash(scope, key);
 		SELECT * INTO d FROM idempotency._decide(scope, key, fingerprint, keyhash, wait_ms);
+		outcome_ := d.outcome;
+		row_ := d.r;
+	ELSE
+		keyhash := idempotency._key_hash(scope, key);
+		outcome_ := NULL;
+		IF pg_try_advisory_xact_lock(keyhash) THEN
+			-- the holder before us may have committed a row meanwhile
+			SELECT * INTO row_ FROM idempotency.keys AS k WHERE k.key = claim.key AND k.scope = claim.scope;
+			IF NOT FOUND THEN
+				outcome_ := 'new';
+			END IF;
+		END IF;
+		IF outcome_ IS NULL THEN
+			SELECT * INTO d FROM idempotency._decide(scope, key, fingerprint, keyhash, wait_ms);
 			outcome_ := d.outcome;
 			row_ := d.r;
+		END IF;
 	END IF;
 	IF outcome_ = 'replay' THEN
 		res.outcome := 'replay';
