@@ -37,6 +37,7 @@ include scripts/rollout.mk
 include bench/drivers.mk
 include bench/bench.mk
 include examples/payment-api/example.mk
+include trusted/trusted.mk
 EXTRA_CLEAN += $(BENCH_DRIVERS)
 
 # ---------------------------------------------------------------------------

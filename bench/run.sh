@@ -21,6 +21,8 @@
 #        ext-replay   idempotency.claim of a completed key (autocommit)
 #        plpgsql-new  the same as ext-new with bench/plpgsql_layer.sql
 #        redis-new    Redis SET NX in front, the charge in PostgreSQL
+#        trusted-new, trusted-replay  ext-new and ext-replay, the same
+#                     statements, against the trusted edition (trusted/)
 #      one round trip per statement (rtt) and pipelined, at each number of
 #      clients, in interleaved rounds; medians over the rounds, each case
 #      as a ratio to the floor measured in the same round; the targets of
@@ -88,9 +90,9 @@ replay_keys=100000     # completed keys that ext-replay picks from at random
 # The request's fingerprint, as the API passes it: a precomputed SHA-256
 # (of nothing in particular), the same for every request.
 fingerprint='\x9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'
-rtt_cases=(floor ceiling raw raw-expiry ext-new ext-replay plpgsql-new redis-new)
+rtt_cases=(floor ceiling raw raw-expiry ext-new ext-replay plpgsql-new redis-new trusted-new trusted-replay)
 # ext-replay is a single statement: there is nothing to pipeline.
-pipeline_cases=(floor ceiling raw raw-expiry ext-new plpgsql-new redis-new)
+pipeline_cases=(floor ceiling raw raw-expiry ext-new plpgsql-new redis-new trusted-new)
 BENCH_CASES=${BENCH_CASES:-}
 if [ -n "$BENCH_CASES" ]; then
   only() { local c; for c in "$@"; do [[ " floor $BENCH_CASES " != *" $c "* ]] || echo "$c"; done; }
@@ -234,11 +236,19 @@ sql postgres -c 'CREATE DATABASE bench'
 sql bench -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION idempotency CASCADE' \
   -f bench/schema.sql -f bench/plpgsql_layer.sql
 sql postgres -c 'CREATE DATABASE replay TEMPLATE bench' -c 'CREATE DATABASE scale TEMPLATE bench'
+# The trusted edition, in databases of its own: trusted_bench for
+# trusted-new, trusted_replay for trusted-replay (the same keys as replay).
+bash trusted/build.sh dist/trusted
+sql postgres -c 'CREATE DATABASE trusted_bench'
+sql trusted_bench -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION pgcrypto' \
+  -f dist/trusted/idempotency.sql -f bench/schema.sql
+sql postgres -c 'CREATE DATABASE trusted_replay TEMPLATE trusted_bench'
 
 # The replayed keys are completed through the extension's own functions,
 # sixteen claims per transaction: each holds its key's lock until the
 # commit, and one transaction may hold only idempotency.max_key_locks (32).
-sql replay <<EOF
+for replay_db in replay trusted_replay; do
+sql $replay_db <<EOF
 DO \$\$
 BEGIN
 	FOR i IN 1..$replay_keys LOOP
@@ -253,6 +263,7 @@ END
 \$\$;
 VACUUM ANALYZE idempotency.keys;
 EOF
+done
 
 # --- measuring -----------------------------------------------------------------
 # Every case starts from the same state: the tables the 'new' cases write
@@ -262,6 +273,7 @@ reset_state() {
   sql bench -c 'SET idempotency.allow_truncate = on' \
     -c 'TRUNCATE bench.charges, handmade.keys, raw.keys, raw_expiry.keys, idempotency.keys'
   sql scale -c 'TRUNCATE bench.charges'
+  sql trusted_bench -c 'SET idempotency.allow_truncate = on' -c 'TRUNCATE bench.charges, idempotency.keys'
   redis-cli -p "$redis_port" flushall >/dev/null
   sql postgres -c 'CHECKPOINT'
 }
@@ -309,7 +321,8 @@ measure() {
     return
   fi
   rm -f "$work"/lat.*
-  tps=$(pgbench_run "$db" "bench/pgbench/$kase-$mode.sql" "$clients" "$seconds" "$work/lat")
+  # the trusted edition's cases run the extension's statements unchanged
+  tps=$(pgbench_run "$db" "bench/pgbench/${kase/#trusted-/ext-}-$mode.sql" "$clients" "$seconds" "$work/lat")
   latencies=$(percentiles "$work"/lat.*)
   echo "$tps $latencies"
   rm -f "$work"/lat.*
@@ -338,7 +351,10 @@ for (( round = 1; round <= BENCH_ROUNDS; round++ )); do
     for mode in rtt pipeline; do
       if [ $mode = rtt ]; then cases=("${rtt_cases[@]}"); else cases=("${pipeline_cases[@]}"); fi
       for kase in $(rotate "$round" "${cases[@]}"); do
-        db=bench; [ "$kase" != ext-replay ] || db=replay
+        case $kase in
+          ext-replay) db=replay ;; trusted-new) db=trusted_bench ;; trusted-replay) db=trusted_replay ;;
+          *) db=bench ;;
+        esac
         reset_state
         result=$(measure "$kase" "$mode" "$clients" "$BENCH_SECONDS" "$db")
         read -r tps p50 p99 <<<"$result"
@@ -558,7 +574,7 @@ $$;
 CREATE FUNCTION report.case_order(kase text) RETURNS int
 LANGUAGE sql IMMUTABLE AS $$
 	SELECT array_position(ARRAY['floor', 'ceiling', 'raw', 'raw-expiry', 'ext-new', 'ext-replay',
-								'plpgsql-new', 'redis-new'], kase)
+								'plpgsql-new', 'redis-new', 'trusted-new', 'trusted-replay'], kase)
 $$;
 EOF
 sql postgres -c 'COPY report.throughput FROM STDIN (FORMAT csv, HEADER)' <"$csv"
@@ -612,7 +628,9 @@ SELECT t.ord, t.target, c.clients, round(r.ratio::numeric, 2) AS measured, '>= '
 			   (3, 'rtt: ext-new / redis-new', 'ext-new', 'redis-new', 'rtt', 1.0),
 			   (4, 'rtt: ext-replay / floor', 'ext-replay', 'floor', 'rtt', 2.0),
 			   (6, 'rtt: ext-new / raw', 'ext-new', 'raw', 'rtt', 0.97),
-			   (7, 'pipeline: ext-new / raw', 'ext-new', 'raw', 'pipeline', 0.97))
+			   (7, 'pipeline: ext-new / raw', 'ext-new', 'raw', 'pipeline', 0.97),
+			   (8, 'rtt: trusted-new / ext-new', 'trusted-new', 'ext-new', 'rtt', 0.75),
+			   (9, 'rtt: trusted-replay / ext-replay', 'trusted-replay', 'ext-replay', 'rtt', 0.9))
 	   AS t (ord, target, a, b, mode, needed)
  CROSS JOIN (SELECT DISTINCT clients FROM report.throughput) AS c
  CROSS JOIN LATERAL (SELECT report.ratio(t.a, t.b, t.mode, c.clients) AS ratio) AS r

@@ -14,8 +14,10 @@
 idempotency_majors_saved_goal := $(.DEFAULT_GOAL)
 
 .PHONY: test-pg17 test-pg19
+#> test test-pg17 the whole suite on PostgreSQL 17 in a Debian 13 chroot, the package, pg_upgrade from 15
 test-pg17:
 	bash scripts/test-major.sh 17
+#> test test-pg19 the whole suite on PostgreSQL 19 in a sid chroot, the package, pg_upgrade from 18
 test-pg19:
 	bash scripts/test-major.sh 19
 

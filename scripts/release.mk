@@ -41,7 +41,7 @@ test-deb:
 	SUITES=deb bash scripts/test-major.sh 17
 	SUITES=deb bash scripts/test-major.sh 19
 #> release dist the PGXN archive dist/idempotency-VERSION.zip
-dist:
+dist: trusted
 	@test -n "$(EXTVERSION)" || { echo "no default_version in idempotency.control" >&2; exit 1; }
 	mkdir -p dist
 	git archive --format=zip --prefix=idempotency-$(EXTVERSION)/ \

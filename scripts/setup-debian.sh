@@ -23,6 +23,8 @@ packages=(
   postgresql-15-repack     # t/027: pg_repack of idempotency.keys under load
   pgbouncer                # the payment API example's fault run goes through it
                            # (transaction pooling, examples/payment-api/README.md)
+  postgresql-15-plpgsql-check  # make test-trusted: plpgsql_check over the trusted edition
+  postgresql-15-cron       # make test-trusted: idempotency.reap() scheduled by pg_cron
 )
 # Packages installed for their programs only: the tests start what they need
 # themselves (the exporter, and redis-server for make bench, on free loopback

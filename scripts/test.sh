@@ -4,7 +4,8 @@
 #   pg_virtualenv cluster with shared_preload_libraries = 'idempotency';
 #   TAP (t/*.pl) with prove as the unprivileged postgres user (PostgreSQL refuses root);
 #   the release checks (scripts/check-release.sh: version, license, release archive);
-#   the reference payment API's tests (examples/payment-api/scripts/test.sh).
+#   the reference payment API's tests (examples/payment-api/scripts/test.sh);
+#   the trusted edition's tests (trusted/test.sh).
 # Every suite runs even if an earlier one fails; exit status is non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -126,6 +127,20 @@ if [ $rc -eq 0 ] && [ "$f" -eq 0 ] && [ "$p" -gt 0 ]; then record example PASS "
 else
   [ "$f" -gt 0 ] || f=1
   record example FAIL "$p" "$f" "($p passed, $f failed; see the example output above)"
+fi
+
+# --- the trusted edition (trusted/test.sh) ------------------------------------
+# Its own throwaway cluster, pg_cron preloaded; the last line of its output is
+# "trusted: N passed, M failed".
+echo "=== trusted edition (trusted/test.sh) ==="
+rc=0
+MAKE=$MAKE bash trusted/test.sh 2>&1 | tee "$logdir/trusted.log" || rc=$?
+read -r p f < <(sed -nE 's/^trusted: ([0-9]+) passed, ([0-9]+) failed$/\1 \2/p' "$logdir/trusted.log" |
+                grep . || echo "0 1")
+if [ $rc -eq 0 ] && [ "$f" -eq 0 ] && [ "$p" -gt 0 ]; then record trusted PASS "$p" 0 "($p checks passed)"
+else
+  [ "$f" -gt 0 ] || f=1
+  record trusted FAIL "$p" "$f" "($f of $((p + f)) checks failed; see the trusted output above)"
 fi
 
 echo "=== summary ==="
