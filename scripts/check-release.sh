@@ -12,6 +12,8 @@
 #     names it;
 #   - META.json's prerequisites are PostgreSQL 15 and the control file's `requires`;
 #   - `make help` lists every make target (scripts/help.sh --check);
+#   - README.md is at most 45 KB, every page of docs/ is linked, and no link of the manual
+#     is broken (scripts/check-links.pl);
 #   - no file of src/ calls, however far round, a file that calls it (scripts/src-graph.pl);
 #   - in a git checkout, `make dist` gives dist/idempotency-X.Y.Z.zip, whose files are the
 #     committed tree under idempotency-X.Y.Z/, and which builds with PGXS.
@@ -99,6 +101,24 @@ fi
 # Every target of the Makefile and its included files has its line in `make help`.
 if out=$(bash scripts/help.sh --check 2>&1); then pass "make help lists every target: $out"
 else fail "make help: $(printf '%s' "$out" | tr '\n' ';')"; fi
+
+# --- the manual -------------------------------------------------------------------------------
+# README.md is a user's manual under 45 KB, the rest is in docs/, every page of docs/ is linked
+# from the README or another page, and no link points at a file or a heading that is not there.
+pages=()
+for page in README.md docs/*.md examples/*/README.md model/README.md trusted/README.md; do
+  [ -f "$page" ] && pages+=("$page")
+done
+if out=$(perl scripts/check-links.pl "${pages[@]}" 2>&1); then pass "$(printf '%s' "$out" | tail -n 1)"
+else fail "$(printf '%s' "$out" | tr '\n' ';')"; fi
+size=$(wc -c <README.md)
+[ "$size" -le 45000 ] && pass "README.md is $size bytes (at most 45 KB)" ||
+  fail "README.md is $size bytes, over 45 KB: move a section to docs/"
+for page in docs/*.md; do
+  name=$(basename "$page")
+  if grep -lF -- "$name" README.md docs/*.md | grep -vqx -- "$page"; then pass "$page is linked"
+  else fail "$page is linked from neither README.md nor another page of docs/"; fi
+done
 
 # --- src/ has no circle ------------------------------------------------------------------------
 # No file of src/ calls a file that calls it back, however far round (scripts/src-graph.pl).

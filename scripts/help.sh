@@ -8,7 +8,9 @@
 #   bash scripts/help.sh FILE...          print the list (make help)
 #   bash scripts/help.sh --check FILE...  fail, naming it, when a target
 #                                         declared .PHONY in FILE... has no
-#                                         line or a line names no target
+#                                         line or a line names no target, or
+#                                         when docs/development.md does not
+#                                         show the list as it is printed
 #
 # FILE... is make's MAKEFILE_LIST; files outside this tree (PGXS's) are
 # left out.
@@ -27,12 +29,15 @@ pgxs_targets=(all install installcheck uninstall clean)
 
 lines=$(grep -h '^#> ' "${files[@]}" | sed 's/^#> //' || true)
 
-if [ $check = 0 ]; then
+print_list() {
   for g in "${groups[@]}"; do
     printf '%s:\n' "$g"
     printf '%s\n' "$lines" | awk -v g="$g" '$1 == g {
       t = $2; $1 = ""; $2 = ""; sub(/^ +/, ""); printf "  %-20s %s\n", t, $0 }'
   done
+}
+if [ $check = 0 ]; then
+  print_list
   exit 0
 fi
 
@@ -52,5 +57,10 @@ done
 for t in $(printf '%s\n' "$listed" | uniq -d); do
   echo "help: make $t is listed twice"; bad=1
 done
+# docs/development.md shows the list between its markers, as printed.
+shown=$(sed -n '/^<!-- make help -->$/,/^<!-- end make help -->$/p' docs/development.md | sed '1,2d;$d' | sed '$d')
+if [ "$shown" != "$(print_list)" ]; then
+  echo "help: docs/development.md does not show the list as make help prints it"; bad=1
+fi
 [ $bad = 0 ] && echo "help: all $(printf '%s\n' "$phony" | wc -l) targets listed"
 exit $bad
