@@ -24,6 +24,7 @@ include scripts/sanitize.mk
 include scripts/release.mk
 include scripts/indent.mk
 include scripts/citus.mk
+include model/model.mk
 include scripts/rollout.mk
 include bench/drivers.mk
 include bench/bench.mk

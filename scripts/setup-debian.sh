@@ -20,6 +20,7 @@ packages=(
   postgresql-server-dev-all  # make deb: pg_buildext, and the server headers of every
                            # supported major version (Build-Depends in debian/control)
   unzip                    # make check-release: looks into the make dist archive
+  spin                     # make model: the SPIN model checker (model/claim.pml)
 )
 # Packages installed for their programs only: the tests start what they need
 # themselves (the exporter, and redis-server for make bench, on free loopback
