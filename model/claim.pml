@@ -40,11 +40,11 @@
 #define NONE	255
 #define REAPER	NPROC
 #ifndef MAXT
-#define MAXT	4		/* the clock: ticks 0..MAXT */
+#define MAXT	3		/* the clock: 4 ticks, 0..MAXT */
 #endif
 #define LEASE	2		/* lease => 2 ticks */
-#define TTL		2		/* policy ttl */
-#define RET		3		/* policy retain */
+#define TTL		1		/* policy ttl: the replay window */
+#define RET		2		/* policy retain */
 
 /* a row's state */
 #define ABSENT	0
@@ -177,7 +177,7 @@ inline lock_key()
 inline lock_row_claim()
 {
 	if
-	:: atomic { (rlock == NONE || rlock == me) && (rwait == NONE || rwait == me) ->
+	:: atomic { rlock == me || (rlock == NONE && (rwait == NONE || rwait == me)) ->
 		if
 		:: rwait == me -> rwait = NONE
 		:: else
@@ -348,8 +348,13 @@ proctype client(byte me)
 
 	/* the request: durable or not, wait or not, isolation, fingerprint */
 	atomic {
+#ifdef FIXED_ROLES
+		/* P0 and P1 durable claims that wait, P2 a plain claim that waits */
+		dur = (me < 2); wt = 1;
+#else
 		if :: dur = 1 :: dur = 0 fi;
 		if :: wt = 1 :: wt = 0 fi;
+#endif
 #ifndef NO_RR
 		if :: rr = 1 :: rr = 0 fi;
 #endif
@@ -673,7 +678,7 @@ ll_top:
 			fi;
 			printf("t=%d P%d lease.c lock_lease: ik_store_lock(-1) waits for the row lock\n", now, me)
 		fi };
-	atomic { (rlock == NONE || rlock == me) && (rwait == NONE || rwait == me) ->
+	atomic { rlock == me || (rlock == NONE && (rwait == NONE || rwait == me)) ->
 		if
 		:: rwait == me -> rwait = NONE
 		:: else
@@ -770,10 +775,14 @@ fail:
 		abort();
 		printf("t=%d P%d ROLLBACK (error %d)\n", now, me, err);
 		goto done }
-	} unless {
+	}
+#if MAXCRASH > 0
+	unless {
 		atomic { crash[me] -> abort();
 			printf("t=%d P%d CRASH: its transaction aborts\n", now, me) }
-	};
+	}
+#endif
+	;
 done:
 	skip
 }

@@ -19,7 +19,7 @@ took=$(( $(date +%s) - t0 ))
 grep -E "assertion violated|errors:|states, stored|elapsed" out
 if grep -q "errors: 0" out; then got=pass; else got=fail; fi
 if [ "$got" = fail ] && [ -f claim.pml.trail ]; then
-  echo "--- $name: trail (t = clock tick, P = process, P${NPROC_REAPER:-} the reaper)"
+  echo "--- $name: trail (t=clock tick, Pn=client n; the reaper is the P after the last client; P255 the DBA)"
   spin -t -T "$@" claim.pml 2>&1 | grep -E '^(t=[0-9]+ P|P[0-9]|spin: (text|trail))' | grep -v ' tick$'
 fi
 echo "model: $name: $got (expected $expect) in $took s"
