@@ -33,6 +33,7 @@ include scripts/release.mk
 include scripts/majors.mk
 include scripts/indent.mk
 include scripts/citus.mk
+include model/model.mk
 include scripts/rollout.mk
 include bench/drivers.mk
 include bench/bench.mk

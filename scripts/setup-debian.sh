@@ -25,6 +25,7 @@ packages=(
                            # (transaction pooling, examples/payment-api/README.md)
   postgresql-15-plpgsql-check  # make test-trusted: plpgsql_check over the trusted edition
   postgresql-15-cron       # make test-trusted: idempotency.reap() scheduled by pg_cron
+  spin                     # make model: the SPIN model checker (model/claim.pml)
 )
 # Packages installed for their programs only: the tests start what they need
 # themselves (the exporter, and redis-server for make bench, on free loopback
