@@ -490,15 +490,52 @@ BEGIN
 END
 $$;
 
--- A lease token: a random UUID of version 4 for a recorded claim, 8 for one
--- that recorded nothing (off, shadow), so finishing it stays a no-op.
-CREATE FUNCTION idempotency._new_token(recorded boolean)
+-- A lease token, as lease.c makes it: for a recorded claim a UUID of
+-- version 7 (the time in its first 48 bits, random bits after) whose bit
+-- 0x20 of byte 8 keeps the claim's 5xx rule, so that complete() applies the
+-- rule the claim was made under; version 8 for one that recorded nothing
+-- (off, shadow), so finishing it stays a no-op.  Tokens of version 4 are of
+-- claims recorded before 0.3.0: they follow the scope's current rule.
+CREATE FUNCTION idempotency._new_token(recorded boolean, cache_5xx boolean DEFAULT false)
 RETURNS uuid
 LANGUAGE plpgsql VOLATILE PARALLEL SAFE
 AS $$
+DECLARE
+	b bytea;
+	ms bigint;
 BEGIN
-	RETURN CASE WHEN recorded THEN pg_catalog.gen_random_uuid()
-			ELSE pg_catalog.overlay(pg_catalog.gen_random_uuid()::text, '8', 15, 1)::uuid END;
+	IF NOT recorded THEN
+		RETURN pg_catalog.overlay(pg_catalog.gen_random_uuid()::text, '8', 15, 1)::uuid;
+	END IF;
+	b := pg_catalog.decode(pg_catalog.replace(pg_catalog.gen_random_uuid()::text, '-', ''), 'hex');
+	ms := pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp())
+						   OPERATOR(pg_catalog.*) 1000)::bigint;
+	FOR i IN 0..5 LOOP
+		b := pg_catalog.set_byte(b, i,
+				((ms OPERATOR(pg_catalog.>>) (8 OPERATOR(pg_catalog.*) (5 OPERATOR(pg_catalog.-) i)))
+				 OPERATOR(pg_catalog.&) 255::bigint)::int);
+	END LOOP;
+	-- version 7; the variant's bits 10, then the 5xx rule in bit 0x20
+	b := pg_catalog.set_byte(b, 6,
+			(pg_catalog.get_byte(b, 6) OPERATOR(pg_catalog.&) 15) OPERATOR(pg_catalog.|) 112);
+	b := pg_catalog.set_byte(b, 8,
+			(pg_catalog.get_byte(b, 8) OPERATOR(pg_catalog.&) 31) OPERATOR(pg_catalog.|) 128
+			OPERATOR(pg_catalog.|) CASE WHEN cache_5xx THEN 32 ELSE 0 END);
+	RETURN pg_catalog.encode(b, 'hex')::uuid;
+END
+$$;
+
+-- The 5xx rule kept in a token of version 7, or NULL for an older token.
+CREATE FUNCTION idempotency._token_cache_5xx(token uuid)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+	IF pg_catalog.substr(token::text, 15, 1) OPERATOR(pg_catalog.<>) '7' THEN
+		RETURN NULL;
+	END IF;
+	RETURN (pg_catalog.get_byte(pg_catalog.decode(pg_catalog.substr(token::text, 20, 2), 'hex'), 0)
+			OPERATOR(pg_catalog.&) 32) OPERATOR(pg_catalog.<>) 0;
 END
 $$;
 
@@ -1195,7 +1232,9 @@ BEGIN
 
 	IF outcome_ = 'resume' THEN
 		res.outcome := 'resume';
-		res.lease_token := idempotency._new_token(true);
+		res.lease_token := CASE WHEN idempotency._token_cache_5xx(row_.lease_token) IS NULL
+								THEN pg_catalog.gen_random_uuid()
+								ELSE idempotency._new_token(true, idempotency._token_cache_5xx(row_.lease_token)) END;
 		res.recovery_point := row_.recovery_point;
 		res.first_seen := row_.created_at;
 		lease_ms := coalesce(lease_ms, idempotency._ms(row_.lease_duration));
@@ -1222,7 +1261,7 @@ BEGIN
 		w.key := key;
 		w.fingerprint := fingerprint;
 		w.state := 'in_progress';
-		w.lease_token := idempotency._new_token(true);
+		w.lease_token := idempotency._new_token(true, p_cache_5xx);
 		w.lease_duration := lease_ms * interval '1 millisecond';
 		w.lease_expires_at := idempotency._plus_ms(clock_timestamp(), lease_ms);
 		w.created_at := now();
@@ -1358,7 +1397,8 @@ BEGIN
 
 	IF lease_token IS NOT NULL THEN
 		-- a durable claim, in any transaction (lease.c's ik_lease_complete)
-		cache_5xx := (SELECT p.cache_5xx FROM idempotency._policy(scope) AS p);
+		cache_5xx := coalesce(idempotency._token_cache_5xx(lease_token),
+							  (SELECT p.cache_5xx FROM idempotency._policy(scope) AS p));
 		SELECT * INTO l FROM idempotency._lock_lease(scope, key, lease_token, 'complete');
 		IF NOT l.found_ THEN
 			RETURN 'skipped';

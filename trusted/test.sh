@@ -24,7 +24,7 @@ MAKE=${MAKE:-make}
 
 # The contract suites whose behaviour the trusted edition shares.  The others
 # test what only the C edition has (trusted/README.md lists them and why).
-TRUSTED_REGRESS="bad_input broken_rows commit_guard durable durable_5xx durable_modes
+TRUSTED_REGRESS="bad_input broken_rows commit_guard durable durable_5xx durable_5xx_rule_from_claim durable_modes
   durable_windows every_byte hostile_search_path reap release_5xx replay"
 TRUSTED_SPECS="concurrent_replays durable_concurrent_resumers durable_duplicate_during_lease
   durable_resume_after_late_checkpoint durable_stale_worker nowait_conflict plpgsql_wait
