@@ -22,6 +22,7 @@ INSERT INTO idempotency.policies (scope, mode, ttl, retain, cache_5xx) VALUES
 DO $$
 DECLARE
 	body jsonb;
+	scope text;
 BEGIN
 	FOR i IN 1..60 LOOP
 		body := jsonb_build_object('amount', i * 100, 'currency', 'eur',
@@ -35,13 +36,16 @@ BEGIN
 									 '{"Content-Type": "application/json"}');
 		COMMIT;
 	END LOOP;
-	-- keys under the policies: shadowed, off, 5xx stored, soon past retention
+	-- keys under the policies: shadowed, off, 5xx stored, soon past
+	-- retention; each in a transaction of its own, since a transaction
+	-- that frees a key (a 5xx not stored) must not commit other writes
 	FOREACH body IN ARRAY ARRAY['{}', '[]', 'null', '{"a": [1, 2.50, -0]}']::jsonb[] LOOP
-		PERFORM idempotency.claim(s, md5(body::text), idempotency.fingerprint('PUT', '/v1/x', body))
-		   FROM unnest(ARRAY['merchant_shadow', 'merchant_off', 'merchant_5xx', 'short']) AS s;
-		PERFORM idempotency.complete(s, md5(body::text), 503, body)
-		   FROM unnest(ARRAY['merchant_shadow', 'merchant_off', 'merchant_5xx', 'short']) AS s;
-		COMMIT;
+		FOREACH scope IN ARRAY ARRAY['merchant_shadow', 'merchant_off', 'merchant_5xx', 'short'] LOOP
+			PERFORM idempotency.claim(scope, md5(body::text),
+									  idempotency.fingerprint('PUT', '/v1/x', body));
+			PERFORM idempotency.complete(scope, md5(body::text), 503, body);
+			COMMIT;
+		END LOOP;
 	END LOOP;
 END $$;
 
