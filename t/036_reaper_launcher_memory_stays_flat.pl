@@ -38,9 +38,9 @@ sub top_memory
 {
 	my $offset = -s $node->logfile;
 	$node->safe_psql('postgres', "SELECT pg_log_backend_memory_contexts($pid)");
-	$node->wait_for_log(qr/\[$pid\] LOG:  level: 0; TopMemoryContext: \d+ total/, $offset);
+	$node->wait_for_log(qr/\[$pid\] LOG:  level: \d+; TopMemoryContext: \d+ total/, $offset);
 	my $log = slurp_file($node->logfile, $offset);
-	$log =~ /\[$pid\] LOG:  level: 0; TopMemoryContext: (\d+) total/ or die 'no line';
+	$log =~ /\[$pid\] LOG:  level: \d+; TopMemoryContext: (\d+) total/ or die 'no line';
 	return $1;
 }
 
