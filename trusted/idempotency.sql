@@ -294,6 +294,31 @@ BEGIN
 END
 $$;
 
+-- A retention shorter than the replay window is a configuration mistake (a
+-- policy row that sets only ttl, longer than the settings row's retain).
+-- As in the C edition it never stops payments: the retention is raised to
+-- the window with a WARNING, once per session for each bad pair of
+-- windows (the last pair warned of is kept in a session setting).
+CREATE FUNCTION idempotency._retain_at_least_ttl(scope text, ttl_ms bigint, retain_ms bigint)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+	pair text := pg_catalog.format('%s/%s/%s', pg_catalog.md5(scope), ttl_ms, retain_ms);
+BEGIN
+	IF pg_catalog.current_setting('idempotency_trusted.windows_warned', true)
+	   IS DISTINCT FROM pair THEN
+		PERFORM pg_catalog.set_config('idempotency_trusted.windows_warned', pair, false);
+		RAISE WARNING 'retention of scope "%" is shorter than its replay window; it is raised to the replay window', scope
+			USING ERRCODE = '22023',
+				  DETAIL = pg_catalog.format('The retention is %s ms and the replay window %s ms, from the scope''s row in idempotency.policies and idempotency.settings.',
+											 retain_ms, ttl_ms),
+				  HINT = 'Set the row''s retain, or idempotency.settings.retain, to at least the replay window.';
+	END IF;
+	RETURN ttl_ms;
+END
+$$;
+
 -- The policy of a scope: the settings row, overridden column by column by
 -- the scope's policies row; without one, under enforce, enforce_percent
 -- enforces the stable share of scopes the C edition enforces (the same
@@ -330,10 +355,7 @@ BEGIN
 		END IF;
 	END IF;
 	IF retain_ms < ttl_ms THEN
-		RAISE EXCEPTION 'retention of scope "%" is shorter than its replay window', _policy.scope
-			USING ERRCODE = '22023',
-				  DETAIL = format('The retention is %s ms and the replay window %s ms, from idempotency.settings or the scope''s row in idempotency.policies.',
-								  retain_ms, ttl_ms);
+		retain_ms := idempotency._retain_at_least_ttl(_policy.scope, ttl_ms, retain_ms);
 	END IF;
 END
 $$;
@@ -1140,7 +1162,9 @@ BEGIN
 		END IF;
 	END IF;
 	IF p_retain < p_ttl THEN
-		PERFORM idempotency._policy(scope);		-- raises the error
+		p_retain := idempotency._retain_at_least_ttl(scope, idempotency._ms(p_ttl),
+													 idempotency._ms(p_retain))
+					OPERATOR(pg_catalog.*) interval '1 millisecond';
 	END IF;
 	res.first_seen := now();
 
